@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs what `make test`, `make demo` and `make bench` need and is missing:
+# Debian packages (MariaDB server and client, sysbench, headers to build mysqlclient)
+# and a .venv holding the project with its pinned dependencies.
+# Safe to run again: it only does what is not done yet.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(mariadb-server mariadb-client sysbench libmariadb-dev pkg-config)
+
+missing_apt_packages() {
+    local pkg
+    for pkg in "${APT_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || echo "$pkg"
+    done
+}
+
+install_apt_packages() {
+    local missing
+    missing=$(missing_apt_packages | tr '\n' ' ')
+    [ -z "$missing" ] && return 0
+    if [ "$(id -u)" != 0 ]; then
+        echo "tenantproxy needs these Debian packages: $missing" >&2
+        echo "run as root:  apt-get update && apt-get install -y $missing" >&2
+        exit 1
+    fi
+    echo "== installing Debian packages: $missing"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+}
+
+install_venv() {
+    local stamp=.venv/.installed-from
+    local want
+    want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+        return 0
+    fi
+    echo "== building .venv with the pinned dependencies"
+    [ -x .venv/bin/python ] || python3 -m venv .venv
+    .venv/bin/python -m pip install --quiet --upgrade pip
+    .venv/bin/python -m pip install --quiet -e '.[test]'
+    echo "$want" > "$stamp"
+}
+
+install_apt_packages
+install_venv
