@@ -1,0 +1,125 @@
+"""The composition root: config → secret store → targets and pools → the proxy server.
+
+The one place that builds concrete objects and wires them together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import uvloop
+
+from tenantproxy.config import ProxyConfig, load_proxy_config
+from tenantproxy.pool import TargetBudget
+from tenantproxy.proxy import tls
+from tenantproxy.proxy.backends import (
+    BackendCredentials,
+    BackendProfile,
+    MysqlConnector,
+    Target,
+)
+from tenantproxy.proxy.health import HealthChecker
+from tenantproxy.proxy.routing import PoolRegistry, PoolSettings, Router, TargetState
+from tenantproxy.proxy.server import ProxyContext, ProxyServer
+from tenantproxy.secretstore import FileSecretStore, SecretStore
+
+READY_LINE = "tenantproxy ready"
+
+
+def build_proxy(config: ProxyConfig, log: logging.Logger) -> ProxyServer:
+    """Builds a proxy server from its config; nothing is started yet."""
+    secrets = FileSecretStore.from_config(config.secret_store)
+    backend_tls = tls.client_context(config.backend_ca_file) if config.backend_tls else None
+    states = [
+        TargetState(
+            Target(t.name, t.role, t.host, t.port),
+            TargetBudget(t.name, _budget(config, config.target_max_connections)),
+        )
+        for t in config.targets
+    ]
+    pools = PoolRegistry(
+        PoolSettings(
+            max_connections_percent=config.max_connections_percent,
+            max_idle_connections_percent=config.max_idle_connections_percent,
+            borrow_timeout_s=config.connection_borrow_timeout_s,
+            idle_timeout_s=config.backend_idle_timeout_s,
+            min_idle=config.pool_min_idle,
+        ),
+        connector_factory=lambda target, db_user, profile: _connector(
+            config, secrets, backend_tls, target, db_user, profile
+        ),
+    )
+    client_tls = None
+    if config.tls_cert_file is not None and config.tls_key_file is not None:
+        client_tls = tls.server_context(config.tls_cert_file, config.tls_key_file)
+    context = ProxyContext(
+        config=config,
+        router=Router(states),
+        pools=pools,
+        secrets=secrets,
+        client_tls_context=client_tls,
+        log=log,
+    )
+    monitor = None
+    if config.monitor_user is not None:
+        monitor = BackendCredentials(config.monitor_user, config.monitor_password or "")
+    health = HealthChecker(
+        states,
+        monitor,
+        tls_context=backend_tls,
+        max_connections_percent=config.max_connections_percent,
+        log=log,
+    )
+    return ProxyServer(context, health)
+
+
+def _budget(config: ProxyConfig, max_connections: int) -> int:
+    return max(1, max_connections * config.max_connections_percent // 100)
+
+
+def _connector(
+    config: ProxyConfig,
+    secrets: SecretStore,
+    backend_tls: object,
+    target: Target,
+    db_user: str,
+    profile: BackendProfile,
+) -> MysqlConnector:
+    def credentials() -> BackendCredentials:
+        # Read at every connect, so that a rotated password is picked up.
+        secret = secrets.get(config.secret_name_prefix + db_user)
+        return BackendCredentials(secret.username, secret.password, secret.dbname)
+
+    return MysqlConnector(
+        target,
+        credentials,
+        profile,
+        tls_context=backend_tls,  # type: ignore[arg-type]
+        max_packet_bytes=config.max_packet_bytes,
+        init_query=config.init_query,
+    )
+
+
+async def serve(config: ProxyConfig, log: logging.Logger) -> None:
+    """Runs a proxy until SIGTERM or SIGINT, then shuts it down gracefully."""
+    server = build_proxy(config, log)
+    await server.start()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, server.stop)
+    addresses = " ".join(f"{name}={h}:{p}" for name, (h, p) in server.bound_addresses.items())
+    print(f"{READY_LINE} {addresses}", flush=True)
+    await server.serve()
+    log.info("stopped")
+
+
+def run_proxy(config_path: Path, log_level: str = "INFO") -> None:
+    logging.basicConfig(
+        level=log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    config = load_proxy_config(config_path)
+    uvloop.run(serve(config, logging.getLogger("tenantproxy.proxy")))

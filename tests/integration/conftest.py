@@ -1,0 +1,90 @@
+"""Fixtures that run a real stack (MariaDB clusters, and the proxy) for integration tests.
+
+``stack`` (session scope) brings a small stack up in a pytest temporary folder and takes it down
+at the end, also when tests fail. Whether it starts the proxy process comes from the environment
+variable ``TENANTPROXY_TEST_START_PROXY`` ("1", the default, starts it; "0" does not), or from
+overriding the ``stack_settings`` fixture in a test module or conftest.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pymysql
+import pytest
+from rich.console import Console
+
+from tenantproxy.config import FileSecretStoreConfig
+from tenantproxy.secretstore import FileSecretStore, Secret
+from tenantproxy.stack import StackSettings, down, up
+from tenantproxy.stack.outputs import read_admin_credentials
+
+START_PROXY_ENV = "TENANTPROXY_TEST_START_PROXY"
+
+
+def is_proxy_started_by_tests() -> bool:
+    return os.environ.get(START_PROXY_ENV, "1").strip() not in ("0", "false", "no", "")
+
+
+@dataclass
+class RunningStack:
+    """A stack that is up: its outputs, and helpers to reach it."""
+
+    state_dir: Path
+    outputs: dict[str, Any]
+    settings: StackSettings
+
+    def secret(self, user: str) -> Secret:
+        store = FileSecretStore.from_config(
+            FileSecretStoreConfig(
+                path=Path(self.outputs["SecretStore"]),
+                key_file=Path(self.outputs["SecretsKeyFile"]),
+            )
+        )
+        return store.get(f"tenants/{user}")
+
+    def admin_connect(self, host_port: str, **kwargs: Any) -> pymysql.connections.Connection:  # type: ignore[type-arg]
+        """A PyMySQL connection as the stack's admin, over TLS verified with the stack's CA."""
+        admin = read_admin_credentials(Path(self.outputs["AdminCredentials"]))
+        host, port = host_port.rsplit(":", 1)
+        return pymysql.connect(
+            host=host,
+            port=int(port),
+            user=admin.user,
+            password=admin.password,
+            ssl={"ca": self.outputs["CACertificate"]},
+            autocommit=True,
+            connect_timeout=10,
+            **kwargs,
+        )
+
+
+def quiet_console() -> Console:
+    return Console(file=io.StringIO(), width=120)
+
+
+@pytest.fixture(scope="session")
+def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> StackSettings:
+    return StackSettings(
+        tenants=10,
+        rows=50,
+        replicas=2,
+        load_test=True,
+        start_proxy=is_proxy_started_by_tests(),
+        state_dir=tmp_path_factory.mktemp("stack") / "state",
+    )
+
+
+@pytest.fixture(scope="session")
+def stack(stack_settings: StackSettings) -> Iterator[RunningStack]:
+    console = quiet_console()
+    try:
+        result = up(stack_settings, console)
+        yield RunningStack(stack_settings.state_dir.absolute(), result.outputs, stack_settings)
+    finally:
+        down(stack_settings.state_dir, console, stack_settings.stop_timeout_s)
