@@ -7,6 +7,7 @@ spends a fraction, so a storm test measures the proxy rather than the client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 
 from tenantproxy.wire.mysql import commands
@@ -102,7 +103,5 @@ class AsyncMysqlClient:
     async def close(self) -> None:
         self._writer.write(b"\x01\x00\x00\x00" + commands.com_quit())
         self._writer.close()
-        try:
+        with contextlib.suppress(ConnectionError, ssl.SSLError):
             await self._writer.wait_closed()
-        except (ConnectionError, ssl.SSLError):
-            pass

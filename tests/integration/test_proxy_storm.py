@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from tenantproxy.config import load_proxy_config
-
 from tests.integration.async_client import AsyncMysqlClient
 from tests.integration.clients import ca_path, host_port, tls_context
 

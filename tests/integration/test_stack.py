@@ -19,7 +19,7 @@ from tenantproxy.cli import main as cli
 from tenantproxy.config import FileSecretStoreConfig
 from tenantproxy.errors import StackError
 from tenantproxy.secretstore import FileSecretStore
-from tenantproxy.stack import StackSettings, down, status, up
+from tenantproxy.stack import StackSettings, down, mariadb, status, up
 from tenantproxy.stack.outputs import OUTPUT_KEYS
 from tenantproxy.stack.state import StackState
 from tests.integration.conftest import RunningStack, is_proxy_started_by_tests, quiet_console
@@ -190,3 +190,33 @@ def test_a_killed_instance_makes_up_refuse_and_down_still_cleans_up(tmp_path):
         assert not [r.name for r in records if psutil.pid_exists(r.pid)]
     finally:
         down(settings.state_dir, quiet_console())
+
+
+def test_a_failing_step_stops_what_up_started_and_names_the_step_and_cause(tmp_path, monkeypatch):
+    server_argv = mariadb.server_argv
+
+    def broken_replica(spec, options):
+        argv = server_argv(spec, options)
+        return [*argv, "--no-such-option"] if spec.role == "replica" else argv
+
+    monkeypatch.setattr(mariadb, "server_argv", broken_replica)
+    started = []
+    record_process = StackState.add
+
+    def add_and_remember(state, record):
+        started.append(record)
+        record_process(state, record)
+
+    monkeypatch.setattr(StackState, "add", add_and_remember)
+    settings = StackSettings(
+        tenants=1, rows=1, replicas=1, load_test=False, start_proxy=False, state_dir=tmp_path / "s"
+    )
+    with pytest.raises(StackError) as info:
+        up(settings, quiet_console())
+    message = str(info.value)
+    assert "starting 2 MariaDB instance(s)" in message
+    assert "proxy-replica1 exited before listening" in message
+    assert "no-such-option" in message
+    assert len(started) == 2
+    assert not [r.name for r in started if psutil.pid_exists(r.pid)]
+    assert not settings.state_dir.exists()

@@ -169,10 +169,14 @@ class Pool(Generic[C]):
         if backend.state is not _LEASED:
             return  # close() closed it after its grace period
         if is_broken or self._connector.is_broken(backend.connection):
-            await self._shielded(self._close(backend))
+            must_close = True
         elif needs_reset:
             await self._shielded(self._reset_and_recycle(backend))
-        elif self._recycle(backend):
+            return
+        else:
+            must_close = self._recycle(backend)
+        if must_close:
+            self._move(backend, _CLOSING)  # now, so that close() cannot close it a second time
             await self._shielded(self._close(backend))
 
     async def discard(self, lease: Lease[C]) -> None:
@@ -189,9 +193,9 @@ class Pool(Generic[C]):
         """A LEASED backend handed over, or a CONNECTING one holding a pool and a budget slot."""
         if self._is_closed:
             raise PoolClosed(f"pool {self.name!r} is closed")
-        has_room = self._has_room()
-        if not has_room or self._n_waiting:
-            return await self._wait(deadline, for_budget=has_room)
+        if not self._has_room():
+            return await self._wait(deadline, for_budget=False)
+        # With room here, any live waiter waits for the budget, and try_take lets no one by it.
         if self._budget.try_take():
             return self._new_backend()
         victim = None if self._budget.waiting else self._budget.find_victim(self)
@@ -260,9 +264,7 @@ class Pool(Generic[C]):
             future.set_exception(self._borrow_timeout())
 
     def _borrow_timeout(self) -> BorrowTimeout:
-        return BorrowTimeout(
-            f"pool {self.name!r}: no backend within {self._borrow_timeout_s} s"
-        )
+        return BorrowTimeout(f"pool {self.name!r}: no backend within {self._borrow_timeout_s} s")
 
     def _pop_live_waiter(self) -> Waiter | None:
         waiters = self._waiters
@@ -284,6 +286,7 @@ class Pool(Generic[C]):
         if backend.state is _CONNECTING:
             self._abandon(backend)
         elif self._recycle(backend):
+            self._move(backend, _CLOSING)
             self._spawn(self._close(backend))
 
     # -- slots and moves ----------------------------------------------------------------------
@@ -305,12 +308,21 @@ class Pool(Generic[C]):
 
     def _pass_slot(self) -> None:
         """A backend of this pool is gone: its pool and budget slots go to the next in line."""
-        if not self._is_closed and not self._budget.is_over_cap():
+        if self._is_closed:
+            self._budget.return_slot()
+        elif self._budget.is_over_cap():
+            # The budget slot must go (max_connections was lowered): our waiters now have
+            # room here and need a budget slot, so they queue for one.
+            self._budget.return_slot()
+            for waiter in self._waiters:
+                if not waiter.future.done() and not waiter.is_budget_waiter:
+                    self._budget.wait(waiter)
+        else:
             waiter = self._pop_live_waiter()
-            if waiter is not None:
+            if waiter is None:
+                self._budget.return_slot()
+            else:
                 waiter.future.set_result(self._new_backend())
-                return
-        self._budget.return_slot()
 
     def _recycle(self, backend: Backend[C]) -> bool:
         """A healthy LEASED backend comes back; True when the caller must close it instead."""

@@ -11,7 +11,7 @@ import asyncio
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from tenantproxy.errors import BackendAuthError, BackendError
 from tenantproxy.wire.mysql import commands
@@ -124,8 +124,8 @@ class BackendConnection(asyncio.Protocol):
     # -- asyncio.Protocol --------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         sink = self.relay_sink
@@ -189,8 +189,8 @@ class BackendConnection(asyncio.Protocol):
         self, login: ClientConnection, tls_context: ssl.SSLContext | None
     ) -> None:
         while True:
-            self._flush_login(login)
             event = login.next_event()
+            self._flush_login(login)
             if event is NEED_DATA:
                 if self.is_broken:
                     raise BackendError(f"{self.target.name} closed the connection during login")
@@ -201,8 +201,7 @@ class BackendConnection(asyncio.Protocol):
                 self._flush_login(login)
                 loop = asyncio.get_running_loop()
                 new_transport = await loop.start_tls(self.transport, self, tls_context)
-                assert isinstance(new_transport, asyncio.Transport)
-                self.transport = new_transport
+                self.transport = cast(asyncio.Transport, new_transport)
                 login.tls_started()
             elif isinstance(event, Authenticated):
                 self._flush_login(login)

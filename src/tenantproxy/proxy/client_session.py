@@ -12,7 +12,7 @@ import asyncio
 import enum
 import ssl
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from tenantproxy.errors import BackendError, BorrowTimeout, PoolClosed
 from tenantproxy.proxy import mysql_errors
@@ -98,8 +98,9 @@ class ClientSession(asyncio.Protocol):
     # -- asyncio.Protocol ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
+        self._transport = cast(asyncio.Transport, transport)
+        transport = self._transport
         peer = transport.get_extra_info("peername")
         self._peer_host = peer[0] if peer else "localhost"
         config = self._context.config

@@ -83,10 +83,7 @@ def start_detached(
         )
     except OSError as exc:
         raise StackError(f"{name}: cannot start {argv[0]}: {exc.strerror}") from None
-    try:
-        create_time = psutil.Process(pid).create_time()
-    except psutil.NoSuchProcess:
-        create_time = 0.0
+    create_time = _wait_for_exec(pid, argv)
     if pid_file is not None:
         pid_file.write_text(f"{pid}\n")
     return ProcessRecord(name, pid, tuple(argv), port, str(log_file), create_time)
@@ -110,20 +107,19 @@ def is_ours(record: ProcessRecord) -> bool:
     return has_program and (not tail or cmdline[-len(tail) :] == tail)
 
 
-def wait_for_port(record: ProcessRecord, timeout_s: float, host: str = "127.0.0.1") -> None:
-    """Returns once ``record.port`` accepts; raises StackError (with the log's tail) otherwise."""
+def wait_for_port(record: ProcessRecord, timeout_s: float) -> None:
+    """Returns once the process listens on ``record.port``; else StackError with its log's tail."""
     assert record.port is not None
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if not is_ours(record):
             raise StackError(f"{record.name} exited before listening\n{log_tail(record)}")
-        try:
-            with socket.create_connection((host, record.port), timeout=1.0):
-                return
-        except OSError:
-            time.sleep(_POLL_S)
+        # Another program may have taken the port since we picked it: the listener must be ours.
+        if _is_listening(record.pid, record.port):
+            return
+        time.sleep(_POLL_S)
     raise StackError(
-        f"{record.name} did not listen on {host}:{record.port} within {timeout_s:.0f} s\n"
+        f"{record.name} did not listen on port {record.port} within {timeout_s:.0f} s\n"
         f"{log_tail(record)}"
     )
 
@@ -158,6 +154,36 @@ def log_tail(record: ProcessRecord | Path, lines: int = 15, extra: Path | None =
         if text:
             parts.append(f"--- last lines of {path} ---\n" + "\n".join(text))
     return "\n".join(parts) or "(no log output)"
+
+
+def _wait_for_exec(pid: int, argv: Sequence[str], timeout_s: float = 5.0) -> float:
+    """The child's start time, once it runs ``argv``: right after the spawn returns, /proc may
+    still show an empty command line, which ``is_ours`` would take for "not ours"."""
+    deadline = time.monotonic() + timeout_s
+    try:
+        process = psutil.Process(pid)
+        create_time = process.create_time()
+        while time.monotonic() < deadline and process.status() != psutil.STATUS_ZOMBIE:
+            if process.cmdline()[-len(argv) + 1 :] == list(argv[1:]) or len(argv) == 1:
+                break
+            time.sleep(0.005)
+    except psutil.NoSuchProcess:
+        return 0.0
+    return create_time
+
+
+def _is_listening(pid: int, port: int) -> bool:
+    # The process itself or a worker it started.
+    try:
+        parent = psutil.Process(pid)
+        connections = []
+        for process in [parent, *parent.children(recursive=True)]:
+            connections += process.net_connections(kind="tcp")
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+    return any(
+        c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port for c in connections
+    )
 
 
 def _reap(pid: int) -> None:

@@ -259,17 +259,20 @@ async def test_backend_handed_to_a_cancelled_waiter_goes_to_the_next_waiter_or_i
 
 async def test_slot_granted_to_a_cancelled_waiter_passes_to_the_next_waiter() -> None:
     connector = FakeConnector()
-    pool = make_pool(connector, max_size=1)
-    held = await pool.acquire()
+    budget = TargetBudget("t1", 1)
+    pool = make_pool(connector, budget=budget, max_size=2)
+    await pool.acquire()
     gone = asyncio.create_task(pool.acquire())
     await settle()
     nxt = asyncio.create_task(pool.acquire())
     await settle()
-    await pool.release(held, is_broken=True)  # frees the slot: `gone` is granted it...
-    gone.cancel()
+    assert budget.waiting == 2
+    budget.max_connections = 2  # grants the new slot to `gone` at once...
+    gone.cancel()  # ...which is cancelled before it could connect
     lease = await nxt
     assert gone.cancelled()
     assert lease.connection is connector.opened[1]
+    assert (budget.in_use, budget.waiting) == (2, 0)
     assert_consistent(pool)
 
 
@@ -362,3 +365,17 @@ async def test_borrow_latency_is_measured_with_the_pools_clock() -> None:
     lease = await acquiring
     assert pool.stats().borrow_latency_us_last == pytest.approx(2000, abs=1)
     assert lease.acquired_at == 10.002
+
+
+async def test_acquirer_is_not_held_back_by_a_waiter_already_served() -> None:
+    budget = TargetBudget("t1", 1)
+    pool = make_pool(budget=budget, max_size=3, borrow_timeout_s=5)
+    held = await pool.acquire()
+    waiting = asyncio.create_task(pool.acquire())
+    await settle()
+    budget.max_connections = 3  # serves `waiting`, which has not woken up yet...
+    newcomer = await pool.acquire()  # ...and must not make this one wait for nothing
+    for lease in (held, await waiting, newcomer):
+        await pool.release(lease, needs_reset=False)
+    assert (pool.stats().idle, budget.in_use) == (3, 3)
+    assert_consistent(pool)

@@ -104,7 +104,9 @@ class RawClient:
         self.capabilities = self._login(capabilities)
 
     def _read_packet(self) -> tuple[int, bytes]:
-        while len(self.buffer) < 4 or len(self.buffer) < 4 + int.from_bytes(self.buffer[:3], "little"):
+        while len(self.buffer) < 4 or len(self.buffer) < 4 + int.from_bytes(
+            self.buffer[:3], "little"
+        ):
             chunk = self.sock.recv(65536)
             if not chunk:
                 raise ConnectionError("server closed the connection")
@@ -277,7 +279,9 @@ def capture_all(client: RawClient, suffix: str) -> None:
     transcript.save(GOLDEN_DIR / f"prepared_call.{suffix}.txt")
 
     transcript = Transcript(client)
-    transcript.exchange(b"\x03LOAD DATA LOCAL INFILE 'rows.csv' INTO TABLE li FIELDS TERMINATED BY ','", ends=0)
+    transcript.exchange(
+        b"\x03LOAD DATA LOCAL INFILE 'rows.csv' INTO TABLE li FIELDS TERMINATED BY ','", ends=0
+    )
     file_data = b"10,a\n11,b\n"
     client.send(file_data, 2)
     transcript.lines.append(f"C {file_data.hex()}")

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -26,7 +28,7 @@ def chunked(data: bytes, size: int) -> list[bytes]:
 def split_at(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({min(cut, len(data)) for cut in cuts})
     edges = [0, *points, len(data)]
-    return [data[a:b] for a, b in zip(edges, edges[1:], strict=False)]
+    return [data[a:b] for a, b in itertools.pairwise(edges)]
 
 
 def decode_all(decoder: PacketDecoder, chunks: list[bytes]) -> list[tuple[int, bytes]]:
@@ -194,3 +196,17 @@ def test_decoder_fed_one_byte_at_a_time_returns_each_packet_once(data: st.DataOb
     decoder = PacketDecoder(1024)
     got = decode_all(decoder, [wire[i : i + 1] for i in range(len(wire))])
     assert [payload for _, payload in got] == payloads
+
+
+def test_splitter_fed_one_byte_at_a_time_returns_each_packet_once() -> None:
+    wire = (
+        encode_packet(b"\x03SELECT 1", 0)[0] + encode_packet(b"", 1)[0] + encode_packet(b"ok", 2)[0]
+    )
+    splitter = PacketSplitter(1024)
+    packets = [p for i in range(len(wire)) for p in splitter.feed(wire[i : i + 1])]
+    assert [(p.sequence_id, p.payload) for p in packets] == [
+        (0, b"\x03SELECT 1"),
+        (1, b""),
+        (2, b"ok"),
+    ]
+    assert splitter.buffered_bytes == 0

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import lzma
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -91,7 +92,7 @@ def byte_by_byte(data: bytes) -> list[bytes]:
 def cut_at(cuts: list[int]) -> Chunker:
     def chunker(data: bytes) -> list[bytes]:
         edges = [0, *sorted({cut for cut in cuts if 0 < cut < len(data)}), len(data)]
-        return [data[a:b] for a, b in zip(edges, edges[1:], strict=False)]
+        return [data[a:b] for a, b in itertools.pairwise(edges)]
 
     return chunker
 
@@ -159,7 +160,7 @@ def test_golden_big_row_fed_byte_by_byte_around_its_headers_ends_at_its_last_byt
             *range(continuation - 40, continuation + 40),
             *range(len(data) - 400, len(data) + 1),
         ]
-        return [data[a:b] for a, b in zip(edges, edges[1:], strict=False)]
+        return [data[a:b] for a, b in itertools.pairwise(edges)]
 
     replay(load_golden(name), chunker)
 
@@ -176,8 +177,17 @@ def test_golden_big_row_in_random_chunks_ends_once_at_its_last_byte(
 # --- synthetic responses ----------------------------------------------------------------------
 
 
-def ok(status: int, header: int = 0x00, affected: int = 0, insert_id: int = 0, info: bytes = b"") -> bytes:
-    return bytes((header,)) + int_lenenc(affected) + int_lenenc(insert_id) + int_fixed(status, 2) + b"\0\0" + info
+def ok(
+    status: int, header: int = 0x00, affected: int = 0, insert_id: int = 0, info: bytes = b""
+) -> bytes:
+    return (
+        bytes((header,))
+        + int_lenenc(affected)
+        + int_lenenc(insert_id)
+        + int_fixed(status, 2)
+        + b"\0\0"
+        + info
+    )
 
 
 def eof(status: int) -> bytes:
@@ -189,7 +199,13 @@ def err(code: int) -> bytes:
 
 
 def column_definition(name: bytes) -> bytes:
-    return b"\x03def" + str_lenenc(b"g") + str_lenenc(b"t") * 2 + str_lenenc(name) * 2 + b"\x0c-\x00\x50\x00\x00\x00\xfd\x00\x00\x00\x00\x00"
+    return (
+        b"\x03def"
+        + str_lenenc(b"g")
+        + str_lenenc(b"t") * 2
+        + str_lenenc(name) * 2
+        + b"\x0c-\x00\x50\x00\x00\x00\xfd\x00\x00\x00\x00\x00"
+    )
 
 
 def terminator(status: int, is_deprecate_eof: bool, affected: int = 0) -> bytes:
@@ -206,7 +222,10 @@ def frame_all(payloads: list[bytes]) -> bytes:
 
 status_flags = st.integers(0, 0xFFFF).map(lambda flags: flags & ~MORE)
 lenenc_values = st.one_of(
-    st.integers(0, 250), st.integers(251, 0xFFFF), st.integers(0x10000, 0xFFFFFF), st.integers(1 << 24, 1 << 63)
+    st.integers(0, 250),
+    st.integers(251, 0xFFFF),
+    st.integers(0x10000, 0xFFFFFF),
+    st.integers(1 << 24, 1 << 63),
 )
 text_values = st.one_of(
     st.just(b"\xfb"),  # NULL
@@ -228,7 +247,9 @@ def results(draw: st.DrawFn, is_deprecate_eof: bool, is_binary: bool, status: in
         if is_binary:
             payloads.append(b"\x00" + draw(st.binary(max_size=200)))
         else:
-            payloads.append(b"".join(draw(st.lists(text_values, min_size=columns, max_size=columns))))
+            payloads.append(
+                b"".join(draw(st.lists(text_values, min_size=columns, max_size=columns)))
+            )
     payloads.append(terminator(status, is_deprecate_eof, affected=draw(lenenc_values)))
     return payloads
 
@@ -292,7 +313,9 @@ def test_tracker_finds_the_end_of_every_synthetic_response(
 # --- behaviours, one by one -------------------------------------------------------------------
 
 
-def tracker_after(command: bytes, capabilities: CapabilityFlags = DEPRECATE_EOF_CAPS) -> ResponseTracker:
+def tracker_after(
+    command: bytes, capabilities: CapabilityFlags = DEPRECATE_EOF_CAPS
+) -> ResponseTracker:
     tracker = ResponseTracker(capabilities)
     assert tracker.command_sent(command)
     return tracker
@@ -318,7 +341,9 @@ def test_bytes_after_the_last_expected_response_raise_protocol_error() -> None:
         tracker.server_data(frame_all([ok(2), ok(2)]))
 
 
-@pytest.mark.parametrize("command", [b"\x01", b"\x19\x01\x00\x00\x00", b"\x18\x01\x00\x00\x00\x00\x00abc"])
+@pytest.mark.parametrize(
+    "command", [b"\x01", b"\x19\x01\x00\x00\x00", b"\x18\x01\x00\x00\x00\x00\x00abc"]
+)
 def test_commands_the_server_does_not_answer_are_not_queued(command: bytes) -> None:
     tracker = ResponseTracker(EOF_CAPS)
     assert tracker.command_sent(command) is False
@@ -367,7 +392,9 @@ def test_last_error_code_is_cleared_by_a_response_that_succeeds() -> None:
 
 def test_err_in_the_middle_of_the_rows_ends_the_response() -> None:
     tracker = tracker_after(b"\x03SELECT 1", EOF_CAPS)
-    ended = tracker.server_data(frame_all([b"\x01", column_definition(b"a"), eof(2), b"\x011", err(1317)]))
+    ended = tracker.server_data(
+        frame_all([b"\x01", column_definition(b"a"), eof(2), b"\x011", err(1317)])
+    )
     assert ended == 1
     assert tracker.last_error_code == 1317
 
@@ -409,15 +436,19 @@ def test_com_stmt_prepare_ends_after_its_parameter_and_column_definitions(
 ) -> None:
     tracker = tracker_after(b"\x16SELECT a, b FROM t WHERE c = ?", capabilities)
     prepare_ok = b"\x00\x07\x00\x00\x00\x02\x00\x01\x00\x00\x00\x00"
-    definitions = [column_definition(b"?")] + [column_definition(b"a"), column_definition(b"b")]
+    definitions = [column_definition(b"?"), column_definition(b"a"), column_definition(b"b")]
     packets = [prepare_ok, *definitions] + [eof(2)] * extra_packets
     wire = frame_all(packets)
-    assert [tracker.server_data(wire[i : i + 1]) for i in range(len(wire))] == [0] * (len(wire) - 1) + [1]
+    assert [tracker.server_data(wire[i : i + 1]) for i in range(len(wire))] == [0] * (
+        len(wire) - 1
+    ) + [1]
 
 
 def test_com_stmt_prepare_without_parameters_or_columns_ends_at_its_first_packet() -> None:
     tracker = tracker_after(b"\x16DO 1", EOF_CAPS)
-    assert tracker.server_data(frame_all([b"\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"])) == 1
+    assert (
+        tracker.server_data(frame_all([b"\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"])) == 1
+    )
 
 
 def test_cursor_execute_ends_at_the_metadata_eof_with_cursor_exists() -> None:
@@ -436,7 +467,9 @@ def test_execute_without_cursor_reads_rows_after_the_metadata_eof() -> None:
 
 def test_com_stmt_fetch_reads_binary_rows_until_the_terminator() -> None:
     tracker = tracker_after(b"\x1c\x01\x00\x00\x00\x02\x00\x00\x00", EOF_CAPS)
-    wire = frame_all([b"\x00\x00\x01", b"\x00\x00\x02", eof(ServerStatus.SERVER_STATUS_LAST_ROW_SENT)])
+    wire = frame_all(
+        [b"\x00\x00\x01", b"\x00\x00\x02", eof(ServerStatus.SERVER_STATUS_LAST_ROW_SENT)]
+    )
     assert tracker.server_data(wire) == 1
     assert tracker.status_flags == ServerStatus.SERVER_STATUS_LAST_ROW_SENT
 
@@ -490,7 +523,13 @@ def test_a_row_starting_with_0xfe_in_a_full_fragment_is_not_a_terminator() -> No
 def test_a_continuation_fragment_is_never_read_as_a_packet(first_byte: bytes) -> None:
     tracker = tracker_after(b"\x17\x01\x00\x00\x00\x00\x01\x00\x00\x00", EOF_CAPS)
     # A binary row (0x00, NULL bitmap, one string of MAX bytes) whose byte MAX is first_byte.
-    row = b"\x00\x00\xfd" + int_fixed(MAX, 3) + b"y" * (MAX - 6) + first_byte + b"\x00\x00\x02\x00\x00"
+    row = (
+        b"\x00\x00\xfd"
+        + int_fixed(MAX, 3)
+        + b"y" * (MAX - 6)
+        + first_byte
+        + b"\x00\x00\x02\x00\x00"
+    )
     wire = frame_all([b"\x01", column_definition(b"big"), eof(2), row, eof(0x22)])
     assert wire[4 + MAX :].count(first_byte) >= 1
     assert tracker.server_data(wire) == 1

@@ -184,27 +184,28 @@ class ResponseTracker:
                 take = min(self._skip, end - pos)
                 self._skip -= take
                 pos += take
-                if not self._skip:
-                    self._finish_fragment()
+                if not self._skip and self._is_end_pending and not self._has_more_fragments:
+                    self._end_response()
                 continue
             if self._partial:
                 pos = self._fill_partial(data, pos)
                 continue
-            if self._state in (_NONE, _INFILE_WAIT):
-                raise ProtocolError("server sent data while no response was expected")
             if end - pos < HEADER_BYTES:
+                self._check_response_expected()
                 self._partial += data[pos:]
                 break
             length = data[pos] | (data[pos + 1] << 8) | (data[pos + 2] << 16)
-            head_end = pos + HEADER_BYTES + min(length, _HEAD_BYTES)
+            stop = pos + HEADER_BYTES + length
+            head_end = stop if length <= _HEAD_BYTES else pos + HEADER_BYTES + _HEAD_BYTES
             if head_end > end:
+                self._check_response_expected()
                 self._partial += data[pos:]
                 break
             self._on_fragment(data, pos + HEADER_BYTES, head_end, length)
-            stop = pos + HEADER_BYTES + length
             if stop <= end:
                 pos = stop
-                self._finish_fragment()
+                if self._is_end_pending and not self._has_more_fragments:
+                    self._end_response()
             else:
                 self._skip = stop - end
                 pos = end
@@ -219,8 +220,6 @@ class ResponseTracker:
             pos += take
             if len(partial) < HEADER_BYTES:
                 return pos
-        if self._state in (_NONE, _INFILE_WAIT):
-            raise ProtocolError("server sent data while no response was expected")
         length = partial[0] | (partial[1] << 8) | (partial[2] << 16)
         wanted = HEADER_BYTES + min(length, _HEAD_BYTES)
         take = wanted - len(partial)
@@ -231,16 +230,16 @@ class ResponseTracker:
         self._partial = bytearray()
         self._on_fragment(partial, HEADER_BYTES, wanted, length)
         self._skip = length - (wanted - HEADER_BYTES)
-        if not self._skip:
-            self._finish_fragment()
+        if not self._skip and self._is_end_pending and not self._has_more_fragments:
+            self._end_response()
         return pos
 
-    def _finish_fragment(self) -> None:
-        if self._is_end_pending and not self._has_more_fragments:
-            self._is_end_pending = False
-            self._end_response()
+    def _check_response_expected(self) -> None:
+        if self._state in (_NONE, _INFILE_WAIT):
+            raise ProtocolError("server sent data while no response was expected")
 
     def _end_response(self) -> None:
+        self._is_end_pending = False
         self._ended += 1
         self._queue.popleft()
         if self._queue:
@@ -280,6 +279,8 @@ class ResponseTracker:
             self._is_end_pending = not self._remaining
         elif state == _PREPARE_FIRST:
             self._prepare_first(buf, off, head_end, first)
+        elif state in (_NONE, _INFILE_WAIT):
+            raise ProtocolError("server sent data while no response was expected")
         elif state == _SINGLE:
             if first == _OK:
                 self._ok(buf, off, head_end)
