@@ -85,7 +85,9 @@ class ProxyConfig(_Strict):
 
     health_check_interval_s: float = Field(default=5.0, gt=0)
     shutdown_grace_s: float = Field(default=30.0, ge=0)
-    server_version: str = "8.0.36-tenantproxy"
+    # The version the proxy announces; by default the targets' own (drivers pick collations and
+    # features from it: a MariaDB behind a "MySQL 8" banner gets utf8mb4_0900_ai_ci and fails).
+    server_version: str | None = None
     max_packet_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
 
     @model_validator(mode="after")

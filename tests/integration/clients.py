@@ -39,7 +39,9 @@ def pymysql_connect(
         user=user,
         password=password,
         database=database,
+        # PyMySQL 1.2 uses TLS whenever the server offers it, unless told not to.
         ssl=tls_context(ca_file) if ca_file else None,
+        ssl_disabled=ca_file is None,
         max_allowed_packet=BIG_PACKET_BYTES,
         connect_timeout=10,
         **extra,

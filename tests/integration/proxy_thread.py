@@ -11,6 +11,7 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any, TypeVar
 
 import uvloop
@@ -24,7 +25,7 @@ T = TypeVar("T")
 
 def proxy_config_from_stack(outputs: dict[str, Any], **overrides: Any) -> ProxyConfig:
     """The stack proxy's config, on free ports, with overrides."""
-    config = load_proxy_config(outputs["ProxyConfig"], environ={})
+    config = load_proxy_config(Path(outputs["ProxyConfig"]), environ={})
     endpoints = [
         EndpointConfig(name=e.name, role=e.role, host="127.0.0.1", port=0) for e in config.endpoints
     ]

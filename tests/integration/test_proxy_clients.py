@@ -139,7 +139,7 @@ def test_a_20_mib_result_value_crosses_the_proxy_intact(reader):
 
 
 def test_load_data_local_infile_works_through_the_writer_endpoint(stack, tmp_path: Path):
-    tenant = "user3"
+    tenant = "user9"  # a tenant no other test compares across clusters
     rows = [(f"a{i}", f"b{i}", f"c{i}", f"d{i}", f"e{i}") for i in range(500)]
     data_file = tmp_path / "rows.csv"
     data_file.write_text("".join(",".join(row) + "\n" for row in rows))
@@ -147,7 +147,7 @@ def test_load_data_local_infile_works_through_the_writer_endpoint(stack, tmp_pat
         "endpoint": stack.outputs["ProxyEndpoint"],
         "user": tenant,
         "password": stack.secret(tenant).password,
-        "database": "user_database3",
+        "database": "user_database9",
         "ca_file": ca_path(stack.outputs),
     }
     with pymysql_connect(**settings, local_infile=True) as connection:

@@ -18,16 +18,10 @@ def main() -> None:
 
 
 def _register_subcommands() -> None:
-    # Imported here so that each subcommand lives in its own module (cli/<name>.py).
-    from importlib import import_module
+    # Each subcommand lives in its own module, cli/<module>.py, as ``command``.
+    from tenantproxy.cli import demo, proxy, secret_store, stack
 
-    for module_name in ("proxy", "stack", "secrets", "demo"):
-        try:
-            module = import_module(f"tenantproxy.cli.{module_name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"tenantproxy.cli.{module_name}":
-                raise
-            continue
+    for module in (stack, proxy, secret_store, demo):
         main.add_command(module.command)
 
 

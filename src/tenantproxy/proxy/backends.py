@@ -102,7 +102,7 @@ class BackendLoginRejected(BackendAuthError):
 class BackendConnection(asyncio.Protocol):
     """One connection to a target."""
 
-    def __init__(self, target: Target, max_packet_bytes: int) -> None:
+    def __init__(self, target: Target, max_packet_bytes: int, login: ClientConnection) -> None:
         self.target = target
         self._max_packet_bytes = max_packet_bytes
         self.transport: asyncio.Transport | None = None
@@ -111,11 +111,13 @@ class BackendConnection(asyncio.Protocol):
         self.current_schema: str | None = None
         self.is_broken = False
         self.connection_id = 0
+        self.server_version = ""
         # Set by the session that leases this backend: receives every byte the server sends.
         self.relay_sink: Callable[[bytes], None] | None = None
         # Set by the session: told when the connection drops.
         self.on_lost: Callable[[], None] | None = None
-        self._login: ClientConnection | None = None
+        # Set from the start: the server speaks first, maybe before log_in() runs.
+        self._login: ClientConnection | None = login
         self._inbox = asyncio.Event()
         self._decoder: PacketDecoder | None = None
         self._reply: asyncio.Future[list[bytes]] | None = None
@@ -159,31 +161,17 @@ class BackendConnection(asyncio.Protocol):
 
     # -- login -------------------------------------------------------------------------
 
-    async def log_in(
-        self,
-        credentials: BackendCredentials,
-        profile: BackendProfile,
-        tls_context: ssl.SSLContext | None,
-    ) -> None:
+    async def log_in(self, database: str | None, tls_context: ssl.SSLContext | None) -> None:
         """Authenticates; raises BackendLoginRejected with the server's ERR on refusal."""
-        login = ClientConnection(
-            username=credentials.username,
-            password=credentials.password.encode(),
-            database=credentials.database,
-            capabilities=BASE_CAPABILITIES | profile.capabilities,
-            character_set=profile.character_set,
-            connect_attrs={"program_name": "tenantproxy"},
-            use_tls=tls_context is not None,
-            max_packet_bytes=self._max_packet_bytes,
-        )
-        self._login = login
+        login = self._login
+        assert login is not None, "log_in() runs once"
         try:
             await asyncio.wait_for(self._drive_login(login, tls_context), _LOGIN_TIMEOUT_S)
         except TimeoutError:
             raise BackendError(f"{self.target.name}: login timed out") from None
         finally:
             self._login = None
-        self.current_schema = credentials.database
+        self.current_schema = database
 
     async def _drive_login(
         self, login: ClientConnection, tls_context: ssl.SSLContext | None
@@ -206,6 +194,7 @@ class BackendConnection(asyncio.Protocol):
             elif isinstance(event, Authenticated):
                 self._flush_login(login)
                 self.connection_id = event.connection_id
+                self.server_version = event.server_version
                 self.status_flags = event.status_flags
                 self.tracker = ResponseTracker(event.capability_flags)
                 self.negotiated_capabilities = event.capability_flags
@@ -317,17 +306,29 @@ async def open_backend(
 ) -> BackendConnection:
     """Connects and logs in to a target; runs init_query on the new connection."""
     loop = asyncio.get_running_loop()
+    login = ClientConnection(
+        username=credentials.username,
+        password=credentials.password.encode(),
+        database=credentials.database,
+        capabilities=BASE_CAPABILITIES | profile.capabilities,
+        character_set=profile.character_set,
+        connect_attrs={"program_name": "tenantproxy"},
+        use_tls=tls_context is not None,
+        max_packet_bytes=max_packet_bytes,
+    )
     try:
         _, backend = await asyncio.wait_for(
             loop.create_connection(
-                lambda: BackendConnection(target, max_packet_bytes), target.host, target.port
+                lambda: BackendConnection(target, max_packet_bytes, login),
+                target.host,
+                target.port,
             ),
             _LOGIN_TIMEOUT_S,
         )
     except (OSError, TimeoutError) as exc:
         raise BackendError(f"cannot connect to {target.name} ({target.address}): {exc}") from None
     try:
-        await backend.log_in(credentials, profile, tls_context)
+        await backend.log_in(credentials.database, tls_context)
         if init_query:
             await backend.run_simple_command(commands.com_query(init_query))
     except BaseException:

@@ -37,7 +37,7 @@ from tenantproxy.wire.mysql.events import (
 from tenantproxy.wire.mysql.framing import PacketDecoder, PacketSplitter, WirePacket, encode_packet
 from tenantproxy.wire.mysql.handshake import AuthSwitchRequest, ComChangeUser
 from tenantproxy.wire.mysql.responses import ErrPacket, OkPacket
-from tenantproxy.wire.mysql.server_connection import ServerConnection
+from tenantproxy.wire.mysql.server_connection import ServerConnection, ServerPhase
 
 if TYPE_CHECKING:
     from tenantproxy.config import EndpointConfig
@@ -106,7 +106,7 @@ class ClientSession(asyncio.Protocol):
         config = self._context.config
         self._server = ServerConnection(
             connection_id=self.session_id,
-            server_version=config.server_version,
+            server_version=self._context.server_version(),
             capabilities=self._context.advertised_capabilities,
             is_tls_offered=self._context.client_tls_context is not None,
             max_packet_bytes=config.max_packet_bytes,
@@ -162,11 +162,14 @@ class ClientSession(asyncio.Protocol):
             self._transport.write(outgoing)
 
     def _send_error_and_close(self, error: MysqlError, sequence_id: int | None = None) -> None:
-        if self._server is not None and sequence_id is None:
-            self._write(self._server.send_error(*error))
+        """Sends ERR and closes. Without a sequence id, the ServerConnection numbers it; once it
+        has given up on a broken handshake, 2 follows the client's HandshakeResponse41 (1)."""
+        payload = ErrPacket(error.code, error.sql_state, error.message).encode()
+        server = self._server
+        if sequence_id is None and server is not None and server.phase is not ServerPhase.CLOSED:
+            self._write(server.send_error(*error))
         else:
-            packet = ErrPacket(error.code, error.sql_state, error.message).encode()
-            self._write(encode_packet(packet, sequence_id or 1)[0])
+            self._write(encode_packet(payload, 2 if sequence_id is None else sequence_id)[0])
         self._close()
 
     def _close(self) -> None:

@@ -30,6 +30,7 @@ class TargetState:
     budget: TargetBudget
     is_healthy: bool = True
     active_leases: int = 0
+    server_version: str | None = None  # learned from its handshake
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,10 @@ class Router:
         self._writers = [t for t in targets if t.target.role == "writer"]
         self._replicas = [t for t in targets if t.target.role == "replica"]
         self._turn = itertools.count()
+
+    def server_version(self) -> str | None:
+        """The version of the first target that told it (they run the same engine)."""
+        return next((t.server_version for t in self.targets if t.server_version), None)
 
     def pick(self, endpoint_role: str) -> TargetState | None:
         """None when no healthy target can serve the endpoint."""

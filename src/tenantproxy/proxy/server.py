@@ -42,6 +42,8 @@ PROXY_CAPABILITIES = (
     | CapabilityFlags.CLIENT_CAN_HANDLE_EXPIRED_PASSWORDS
 )
 _IDLE_SWEEP_INTERVAL_S = 5.0
+# Announced until a target has told its own version ("5.5.5-" is how MariaDB marks itself).
+_FALLBACK_SERVER_VERSION = "5.5.5-10.11.0-MariaDB-tenantproxy"
 
 
 @dataclass
@@ -59,6 +61,11 @@ class ProxyContext:
     sessions: dict[int, ClientSession] = field(default_factory=dict)
     _session_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def server_version(self) -> str:
+        return (
+            self.config.server_version or self.router.server_version() or _FALLBACK_SERVER_VERSION
+        )
 
     def next_session_id(self) -> int:
         return next(self._session_ids) & 0xFFFFFFFF

@@ -1,7 +1,7 @@
 """Errors of the wire layer.
 
-    ProtocolError          the peer sent bytes that break the protocol
-    └── PacketTooLarge     a packet is larger than the configured maximum
+ProtocolError          the peer sent bytes that break the protocol
+└── PacketTooLarge     a packet is larger than the configured maximum
 """
 
 
