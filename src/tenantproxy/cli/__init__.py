@@ -12,8 +12,9 @@ from tenantproxy import __version__
 def main() -> None:
     """tenantproxy: a multi-tenant MySQL/MariaDB proxy and the kit that load-tests it.
 
-    Start with `tenantproxy stack up` (a local MariaDB stack behind the proxy),
-    then `tenantproxy demo`.
+    Start with `tenantproxy demo` (brings a local MariaDB stack up behind the proxy, runs a
+    scripted session through it, brings it down), or `tenantproxy stack up` to keep a stack
+    running. See README.md and docs/.
     """
 
 

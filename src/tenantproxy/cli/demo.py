@@ -33,7 +33,10 @@ from tenantproxy.errors import TenantProxyError
 def command(
     stack_file: Path | None, overrides: tuple[str, ...], state_dir: Path | None, keep: bool
 ) -> None:
-    """Bring the stack up, run a scripted session through the proxy, bring it down."""
+    """Bring the stack up, run a scripted session through the proxy, bring it down.
+
+    Without --keep the stack is brought down at the end, even one that was already running.
+    """
     from tenantproxy.demo import ScriptedSession
     from tenantproxy.stack import down, up
     from tenantproxy.stack.settings import load_stack_settings

@@ -1,0 +1,175 @@
+"""Session pooling: warm backends reused and reset, COM_CHANGE_USER, limits and timeouts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pymysql
+import pytest
+
+from tenantproxy.stack.outputs import to_toml
+from tests.integration.clients import ca_path, connector_connect, pymysql_connect
+from tests.integration.proxy_thread import ProxyThread, proxy_config_from_stack
+from tests.integration.raw_client import RawClient, errors_in
+
+pytestmark = pytest.mark.integration
+
+
+def tenant(stack: Any, number: int, endpoint: str, **overrides: Any) -> dict[str, Any]:
+    settings = {
+        "endpoint": endpoint,
+        "user": f"user{number}",
+        "password": stack.secret(f"user{number}").password,
+        "database": f"user_database{number}",
+        "ca_file": ca_path(stack.outputs),
+    }
+    return settings | overrides
+
+
+def backend_thread_id(connection: Any) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT CONNECTION_ID()")
+        return int(cursor.fetchone()[0])
+
+
+@pytest.fixture(scope="module")
+def writer_proxy(stack: Any) -> Iterator[ProxyThread]:
+    """One target only (the writer endpoint), so that reuse is visible."""
+    with ProxyThread(proxy_config_from_stack(stack.outputs)) as running:
+        yield running
+
+
+def test_a_second_client_gets_the_first_clients_backend_warm_and_reset(stack, writer_proxy):
+    settings = tenant(stack, 6, writer_proxy.endpoint("read_write"))
+    with pymysql_connect(**settings) as first, first.cursor() as cursor:
+        first_id = backend_thread_id(first)
+        cursor.execute("SELECT @@SESSION.sql_mode")
+        default_sql_mode = cursor.fetchone()[0]
+        cursor.execute("SET @left_behind = 'first client'")
+        cursor.execute("SET SESSION sql_mode = 'ANSI_QUOTES'")
+    with pymysql_connect(**settings) as second, second.cursor() as cursor:
+        assert backend_thread_id(second) == first_id
+        cursor.execute("SELECT @left_behind, @@SESSION.sql_mode")
+        assert cursor.fetchone() == (None, default_sql_mode)
+
+
+def test_an_open_transaction_is_rolled_back_when_its_client_leaves(stack, writer_proxy):
+    settings = tenant(stack, 6, writer_proxy.endpoint("read_write"))
+    with pymysql_connect(**settings) as first, first.cursor() as cursor:
+        cursor.execute("INSERT INTO mytable (Column_A) VALUES ('uncommit')")
+    with pymysql_connect(**settings) as second, second.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM mytable WHERE Column_A = 'uncommit'")
+        assert cursor.fetchone() == (0,)
+
+
+def test_change_user_moves_the_session_to_the_other_tenant(stack, writer_proxy):
+    endpoint = writer_proxy.endpoint("read_write")
+    connection = connector_connect(**tenant(stack, 1, endpoint))
+    try:
+        cursor = connection.cursor()
+        cursor.execute("SELECT CURRENT_USER(), DATABASE()")
+        assert cursor.fetchone() == ("user1@%", "user_database1")
+        cursor.close()
+        connection.cmd_change_user(
+            username="user2", password=stack.secret("user2").password, database="user_database2"
+        )
+        cursor = connection.cursor()
+        cursor.execute("SELECT CURRENT_USER(), DATABASE()")
+        assert cursor.fetchone() == ("user2@%", "user_database2")
+        cursor.execute("SELECT COUNT(*) FROM mytable")
+        assert cursor.fetchone()[0] > 0
+        cursor.close()
+    finally:
+        connection.close()
+
+
+def test_change_user_with_a_wrong_password_is_refused_with_1045(stack, writer_proxy):
+    import mysql.connector
+
+    endpoint = writer_proxy.endpoint("read_write")
+    connection = connector_connect(**tenant(stack, 1, endpoint))
+    try:
+        with pytest.raises(mysql.connector.Error) as caught:
+            connection.cmd_change_user(
+                username="user2", password="wrong", database="user_database2"
+            )
+        assert caught.value.errno == 1045
+    finally:
+        connection.close()
+
+
+def test_borrow_times_out_with_error_9501_when_the_pool_is_full(stack):
+    # 1 % of max_connections (200) leaves two backends on the writer.
+    config = proxy_config_from_stack(
+        stack.outputs, max_connections_percent=1, connection_borrow_timeout_s=0.5
+    )
+    with ProxyThread(config) as proxy:
+        settings = tenant(stack, 4, proxy.endpoint("read_write"))
+        holders = [pymysql_connect(**settings) for _ in range(2)]
+        try:
+            with pytest.raises(pymysql.err.OperationalError) as caught:
+                pymysql_connect(**settings)
+            assert caught.value.args == (9501, "Timed-out waiting to acquire database connection")
+            holders.pop().close()
+            with pymysql_connect(**settings) as late, late.cursor() as cursor:
+                cursor.execute("SELECT 1")
+                assert cursor.fetchone() == (1,)
+        finally:
+            for holder in holders:
+                holder.close()
+
+
+def test_an_idle_client_is_disconnected_with_error_4031(stack):
+    config = proxy_config_from_stack(stack.outputs, require_tls=False, idle_client_timeout_s=0.5)
+    with ProxyThread(config) as proxy:
+        client = RawClient(proxy.endpoint("read_only"))
+        client.log_in("user4", stack.secret("user4").password, "user_database4")
+        errors = errors_in(client.read_until_closed())
+        client.close()
+    assert [(e.error_code, e.error_message) for e in errors] == [
+        (4031, "The client was disconnected by the server because of inactivity.")
+    ]
+
+
+def test_sigterm_lets_open_sessions_finish_and_refuses_new_ones(stack, tmp_path: Path):
+    config = proxy_config_from_stack(stack.outputs, shutdown_grace_s=30.0)
+    config_file = tmp_path / "proxy.toml"
+    config_file.write_text(to_toml(config.model_dump(mode="json", exclude_none=True)))
+    program = Path(sys.executable).parent / "tenantproxy"
+    process = subprocess.Popen(
+        [str(program), "proxy", "run", "--config", str(config_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        ready = process.stdout.readline() if process.stdout else ""
+        assert ready.startswith("tenantproxy ready"), ready
+        addresses = dict(part.split("=") for part in ready.split()[2:])
+        settings = tenant(stack, 3, addresses["read_only"])
+        open_session = pymysql_connect(**settings)
+        os.kill(process.pid, signal.SIGTERM)
+        assert process.stderr is not None
+        for line in process.stderr:  # the proxy says when it stopped listening
+            if "shutting down" in line:
+                break
+        with open_session.cursor() as cursor:  # still served within the grace period
+            cursor.execute("SELECT COUNT(*) FROM mytable")
+            assert cursor.fetchone()[0] > 0
+        with pytest.raises(pymysql.err.OperationalError):
+            pymysql_connect(**settings)
+        open_session.close()
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
