@@ -10,6 +10,7 @@ setup:
 lint: setup
 	$(VENV)/ruff check src tests bench
 	$(VENV)/ruff format --check src tests bench
+	$(VENV)/mypy src
 
 test: lint
 	$(VENV)/pytest $(PYTEST_ARGS)

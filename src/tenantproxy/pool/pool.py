@@ -314,9 +314,9 @@ class Pool(Generic[C]):
             # The budget slot must go (max_connections was lowered): our waiters now have
             # room here and need a budget slot, so they queue for one.
             self._budget.return_slot()
-            for waiter in self._waiters:
-                if not waiter.future.done() and not waiter.is_budget_waiter:
-                    self._budget.wait(waiter)
+            for queued in self._waiters:
+                if not queued.future.done() and not queued.is_budget_waiter:
+                    self._budget.wait(queued)
         else:
             waiter = self._pop_live_waiter()
             if waiter is None:

@@ -16,6 +16,7 @@ from typing import NamedTuple, cast
 from tenantproxy.errors import BackendAuthError, BackendError
 from tenantproxy.wire.mysql import commands
 from tenantproxy.wire.mysql.client_connection import ClientConnection
+from tenantproxy.wire.mysql.codec import Reader
 from tenantproxy.wire.mysql.constants import (
     CapabilityFlags,
     PacketHeader,
@@ -114,8 +115,12 @@ class BackendConnection(asyncio.Protocol):
         self.server_version = ""
         # Set by the session that leases this backend: receives every byte the server sends.
         self.relay_sink: Callable[[bytes], None] | None = None
-        # Set by the session: told when the connection drops.
+        # Set by the session: told when the connection drops, and to pause or resume the
+        # client's reads when this connection's write buffer fills or drains.
         self.on_lost: Callable[[], None] | None = None
+        self.on_pause_writing: Callable[[], None] | None = None
+        self.on_resume_writing: Callable[[], None] | None = None
+        self.negotiated_capabilities = CapabilityFlags(0)
         # Set from the start: the server speaks first, maybe before log_in() runs.
         self._login: ClientConnection | None = login
         self._inbox = asyncio.Event()
@@ -155,9 +160,6 @@ class BackendConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         if self.on_resume_writing is not None:
             self.on_resume_writing()
-
-    on_pause_writing: Callable[[], None] | None = None
-    on_resume_writing: Callable[[], None] | None = None
 
     # -- login -------------------------------------------------------------------------
 
@@ -263,13 +265,9 @@ class BackendConnection(asyncio.Protocol):
             self.negotiated_capabilities & CapabilityFlags.CLIENT_DEPRECATE_EOF
         )
         row = packets[3 if has_eof_after_columns else 2]
-        if row[:1] == b"\xfb":
+        if row[:1] == b"\xfb":  # NULL in a text row
             return None
-        from tenantproxy.wire.mysql.codec import Reader
-
         return Reader(row).bytes_lenenc()
-
-    negotiated_capabilities = CapabilityFlags(0)
 
     # -- life ----------------------------------------------------------------------------
 

@@ -15,17 +15,18 @@ import ssl
 
 from tenantproxy.errors import BackendError
 from tenantproxy.proxy.backends import (
-    BASE_CAPABILITIES,
+    BackendConnection,
     BackendCredentials,
     BackendProfile,
     open_backend,
 )
 from tenantproxy.proxy.routing import TargetState
 from tenantproxy.wire.mysql import commands
-from tenantproxy.wire.mysql.constants import UTF8MB4_GENERAL_CI
+from tenantproxy.wire.mysql.constants import UTF8MB4_GENERAL_CI, CapabilityFlags
 from tenantproxy.wire.mysql.errors import ProtocolError
 
-_MONITOR_PROFILE = BackendProfile(BASE_CAPABILITIES & 0, UTF8MB4_GENERAL_CI)
+# The monitor needs none of the relayed capabilities.
+_MONITOR_PROFILE = BackendProfile(CapabilityFlags(0), UTF8MB4_GENERAL_CI)
 
 
 class HealthChecker:
@@ -90,10 +91,7 @@ class HealthChecker:
             backend.close()
         return True
 
-    async def _learn_max_connections(self, state: TargetState, backend: object) -> None:
-        from tenantproxy.proxy.backends import BackendConnection
-
-        assert isinstance(backend, BackendConnection)
+    async def _learn_max_connections(self, state: TargetState, backend: BackendConnection) -> None:
         value = await backend.select_value("SELECT @@max_connections")
         if value is None:
             return

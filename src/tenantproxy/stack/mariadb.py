@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pymysql
 
@@ -191,10 +191,10 @@ def connect(
     admin: AdminAccount,
     ca_file: Path | None = None,
     database: str | None = None,
-    **kwargs: object,
-) -> pymysql.connections.Connection:  # type: ignore[type-arg]
+    **kwargs: Any,
+) -> pymysql.connections.Connection[Any]:
     """A PyMySQL connection as the admin, over TLS when ``ca_file`` is given."""
-    ssl = {"ca": str(ca_file)} if ca_file is not None else None
+    ssl: dict[str, Any] | None = {"ca": str(ca_file)} if ca_file is not None else None
     try:
         return pymysql.connect(
             host=HOST,
@@ -205,7 +205,7 @@ def connect(
             ssl=ssl,
             autocommit=True,
             connect_timeout=10,
-            **kwargs,  # type: ignore[arg-type]
+            **kwargs,
         )
     except pymysql.MySQLError as exc:
         raise StackError(f"cannot connect to {HOST}:{port} as {admin.user}: {exc}") from None

@@ -16,6 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_all
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -151,11 +152,11 @@ class _StackBuilder:
             options = ServerOptions(
                 certs, settings.max_allowed_packet_mb, settings.mariadb_max_connections
             )
-            _in_parallel([lambda s=s: self._start_instance(s, options) for s in instances])
+            _in_parallel([partial(self._start_instance, s, options) for s in instances])
         with self._step("starting GTID replication"):
             _in_parallel(
                 [
-                    lambda r=r, w=specs[0]: replication.start_replica(r, w, self.admin)
+                    partial(replication.start_replica, r, specs[0], self.admin)
                     for specs in clusters.values()
                     for r in specs[1:]
                 ]
@@ -274,8 +275,12 @@ class _StackBuilder:
         for specs in clusters.values():
             position = replication.writer_position(specs[0], self.admin)
             jobs += [
-                lambda r=r, p=position: replication.wait_caught_up(
-                    r, p, self.admin, self.settings.startup_timeout_s
+                partial(
+                    replication.wait_caught_up,
+                    r,
+                    position,
+                    self.admin,
+                    self.settings.startup_timeout_s,
                 )
                 for r in specs[1:]
             ]
@@ -301,7 +306,7 @@ def _stop_all(records: Sequence[ProcessRecord], timeout_s: float) -> None:
     proxies = [r for r in records if r.name == PROXY_PROCESS]
     for record in proxies:
         stop(record, timeout_s)
-    _in_parallel([lambda r=r: stop(r, timeout_s) for r in records if r.name != PROXY_PROCESS])
+    _in_parallel([partial(stop, r, timeout_s) for r in records if r.name != PROXY_PROCESS])
 
 
 def status(state_dir: Path) -> tuple[list[ProcessStatus], dict[str, Any] | None]:
