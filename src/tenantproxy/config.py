@@ -81,6 +81,8 @@ class ProxyConfig(_Strict):
     target_max_connections: int = Field(default=151, ge=1)  # used until the target is asked
     pool_min_idle: int = Field(default=0, ge=0)
     backend_idle_timeout_s: float = Field(default=300.0, gt=0)
+    # A backend idle this long is pinged before a client gets it (PgBouncer's server_check_delay).
+    backend_check_after_idle_s: float = Field(default=30.0, ge=0)
     max_clients: int = Field(default=10000, ge=1)
 
     health_check_interval_s: float = Field(default=5.0, gt=0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from typing import Any
 import pymysql
 import pytest
 
+from tenantproxy.config import TargetConfig
 from tenantproxy.stack.outputs import to_toml
 from tests.integration.clients import ca_path, connector_connect, pymysql_connect
 from tests.integration.proxy_thread import ProxyThread, proxy_config_from_stack
@@ -173,3 +175,47 @@ def test_sigterm_lets_open_sessions_finish_and_refuses_new_ones(stack, tmp_path:
         for stream in (process.stdout, process.stderr):
             if stream is not None:
                 stream.close()
+
+
+def test_a_backend_killed_while_idle_is_replaced_before_a_client_gets_it(stack):
+    config = proxy_config_from_stack(stack.outputs, backend_check_after_idle_s=0.0)
+    with ProxyThread(config) as proxy:
+        settings = tenant(stack, 2, proxy.endpoint("read_write"))
+        with pymysql_connect(**settings) as first:
+            victim = backend_thread_id(first)
+        writer = next(
+            i["endpoint"] for i in stack.outputs["ProxyClusterInstances"] if i["role"] == "writer"
+        )
+        with stack.admin_connect(writer) as admin, admin.cursor() as cursor:
+            cursor.execute(f"KILL {victim}")
+        with pymysql_connect(**settings) as second:
+            assert backend_thread_id(second) != victim
+
+
+def test_a_dead_replica_is_skipped_by_the_reader_endpoint(stack):
+    config = proxy_config_from_stack(stack.outputs)
+    dead = TargetConfig(name="dead-replica", role="replica", host="127.0.0.1", port=free_port())
+    config = config.model_copy(update={"targets": [*config.targets, dead]})
+    with ProxyThread(config) as proxy:
+        assert proxy.call(lambda: health_of(proxy)) == {
+            "proxy-writer": True,
+            "proxy-replica1": True,
+            "proxy-replica2": True,
+            "dead-replica": False,
+        }
+        settings = tenant(stack, 2, proxy.endpoint("read_only"))
+        for _ in range(12):
+            with pymysql_connect(**settings) as connection, connection.cursor() as cursor:
+                cursor.execute("SELECT @@read_only")
+                assert cursor.fetchone() == (1,)
+
+
+def health_of(proxy: ProxyThread) -> dict[str, bool]:
+    assert proxy.server is not None
+    return {t.target.name: t.is_healthy for t in proxy.server.context.router.targets}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

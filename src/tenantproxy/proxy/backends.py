@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple, cast
@@ -111,6 +112,7 @@ class BackendConnection(asyncio.Protocol):
         self.status_flags = ServerStatus.SERVER_STATUS_AUTOCOMMIT
         self.current_schema: str | None = None
         self.is_broken = False
+        self.last_released_at = time.monotonic()
         self.connection_id = 0
         self.server_version = ""
         # Set by the session that leases this backend: receives every byte the server sends.

@@ -64,6 +64,8 @@ ALLOWED_TRANSITIONS: dict[SessionPhase, set[SessionPhase]] = {
 _MAX_FIRST_PACKET_BYTES = 64 * 1024
 # MariaDB's connect_timeout default: a client must finish its login within it.
 _HANDSHAKE_TIMEOUT_S = 10.0
+# Backends tried before the client is told that none answers.
+_LIVENESS_ATTEMPTS = 3
 
 
 class ClientSession(asyncio.Protocol):
@@ -313,36 +315,78 @@ class ClientSession(asyncio.Protocol):
             self._send_error_and_close(mysql_errors.backend_unavailable(self._endpoint.name))
             return False
         pool = self._context.pools.pool_for(state, db_user, self._profile)
-        try:
-            lease = await pool.acquire()
-        except BorrowTimeout:
-            self._send_error_and_close(mysql_errors.BORROW_TIMEOUT)
+        lease = await self._acquire_live_backend(pool, state)
+        if lease is None:
             return False
-        except BackendLoginRejected as exc:
-            self._send_error_and_close(MysqlError(*_fields(exc.error)))
+        if not await self._select_schema(pool, lease, state, database):
             return False
-        except (BackendError, PoolClosed) as exc:
-            self._context.log.warning("session %d: no backend: %s", self.session_id, exc)
-            self._send_error_and_close(mysql_errors.backend_unavailable(state.target.name))
-            return False
-        backend = lease.connection
-        if database is not None and database != backend.current_schema:
-            try:
-                await backend.run_simple_command(commands.com_init_db(database))
-            except BackendCommandFailed as exc:
-                # The server's own answer, e.g. 1044 for another tenant's database.
-                await pool.release(lease, needs_reset=False)
-                self._send_error_and_close(MysqlError(*_fields(exc.error)))
-                return False
-            except BackendError:
-                await pool.release(lease, is_broken=True)
-                self._send_error_and_close(mysql_errors.backend_unavailable(state.target.name))
-                return False
-            backend.current_schema = database
         if self.phase is SessionPhase.CLOSED:  # the client left while we waited
             await pool.release(lease)
             return False
         self._attach(lease, pool, state)
+        return True
+
+    async def _acquire_live_backend(
+        self, pool: Pool[BackendConnection], state: TargetState
+    ) -> Lease[BackendConnection] | None:
+        """A leased backend that answers; None after telling the client why there is none."""
+        for _ in range(_LIVENESS_ATTEMPTS):
+            try:
+                lease = await pool.acquire()
+            except BorrowTimeout:
+                self._context.metrics.count("DatabaseConnectionsBorrowTimeouts")
+                self._send_error_and_close(mysql_errors.BORROW_TIMEOUT)
+                return None
+            except BackendLoginRejected as exc:
+                self._send_error_and_close(MysqlError(*_fields(exc.error)))
+                return None
+            except (BackendError, PoolClosed) as exc:
+                self._context.log.warning("session %d: no backend: %s", self.session_id, exc)
+                self._send_error_and_close(mysql_errors.backend_unavailable(state.target.name))
+                return None
+            if await self._is_alive(lease.connection):
+                return lease
+            await pool.release(lease, is_broken=True)
+        self._send_error_and_close(mysql_errors.backend_unavailable(state.target.name))
+        return None
+
+    async def _is_alive(self, backend: BackendConnection) -> bool:
+        """Pings a backend that sat idle long enough for the server to have dropped it
+        (wait_timeout, a KILL, a restart): PgBouncer's server_check_delay."""
+        if backend.is_broken:
+            return False
+        idle_s = time.monotonic() - backend.last_released_at
+        if idle_s < self._context.config.backend_check_after_idle_s:
+            return True
+        try:
+            await backend.run_simple_command(commands.com_ping())
+        except BackendError:
+            return False
+        return True
+
+    async def _select_schema(
+        self,
+        pool: Pool[BackendConnection],
+        lease: Lease[BackendConnection],
+        state: TargetState,
+        database: str | None,
+    ) -> bool:
+        """COM_INIT_DB when the backend sits on another schema; the server's own refusal
+        (1044 for another tenant's database) goes to the client as it is."""
+        backend = lease.connection
+        if database is None or database == backend.current_schema:
+            return True
+        try:
+            await backend.run_simple_command(commands.com_init_db(database))
+        except BackendCommandFailed as exc:
+            await pool.release(lease, needs_reset=False)
+            self._send_error_and_close(MysqlError(*_fields(exc.error)))
+            return False
+        except BackendError:
+            await pool.release(lease, is_broken=True)
+            self._send_error_and_close(mysql_errors.backend_unavailable(state.target.name))
+            return False
+        backend.current_schema = database
         return True
 
     def _attach(
@@ -368,6 +412,7 @@ class ClientSession(asyncio.Protocol):
         if lease is None or pool is None or backend is None or state is None:
             return None
         backend.relay_sink = None
+        backend.last_released_at = time.monotonic()
         backend.on_lost = None
         backend.on_pause_writing = backend.on_resume_writing = None
         if backend.transport is not None:

@@ -1,0 +1,136 @@
+"""The benchmark's own stack: `tenantproxy stack up` in a temporary folder, always brought down.
+
+Also what sysbench needs to reach it: a tenant's password from the secret store, and TLS files.
+sysbench 1.0's MariaDB driver, given ``--mysql-ssl=on``, loads ``cacert.pem``,
+``client-cert.pem`` and ``client-key.pem`` from its working directory and fails without them, so
+we sign a client certificate with the stack's CA and run sysbench in that folder.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tenantproxy.config import FileSecretStoreConfig
+from tenantproxy.secretstore import FileSecretStore
+
+TENANTPROXY = Path(sys.executable).with_name("tenantproxy")
+TENANT = 1  # the one tenant the benchmark reads as: user1 / user_database1
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> Endpoint:
+        host, _, port = text.rpartition(":")
+        return cls(host, int(port))
+
+
+@dataclass(frozen=True)
+class BenchStack:
+    state_dir: Path
+    outputs: dict[str, Any]
+
+    @property
+    def proxy_reader(self) -> Endpoint:
+        return Endpoint.parse(self.outputs["ProxyReaderEndpoint"])
+
+    @property
+    def proxy_pid(self) -> int:
+        return int(self.outputs["ProxyPid"])
+
+    @property
+    def replicas(self) -> dict[str, Endpoint]:
+        """The proxy cluster's replicas, the servers the proxy's reader endpoint reads from."""
+        return {
+            instance["name"]: Endpoint.parse(instance["endpoint"])
+            for instance in self.outputs["ProxyClusterInstances"]
+            if instance["role"] == "replica"
+        }
+
+    def mariadbd_pid(self, instance_name: str) -> int:
+        return int((self.state_dir / instance_name / "mysqld.pid").read_text().strip())
+
+    @property
+    def proxy_log(self) -> Path:
+        return self.state_dir / "proxy.log"
+
+    def tenant_login(self) -> tuple[str, str, str]:
+        """(user, password, database) of the benchmark's tenant."""
+        store = FileSecretStore.from_config(
+            FileSecretStoreConfig(
+                path=Path(self.outputs["SecretStore"]),
+                key_file=Path(self.outputs["SecretsKeyFile"]),
+            )
+        )
+        secret = store.get(f"tenants/user{TENANT}")
+        return f"user{TENANT}", secret.password, f"user_database{TENANT}"
+
+    def write_sysbench_tls_files(self, folder: Path) -> None:
+        """cacert.pem, client-cert.pem, client-key.pem, where sysbench looks for them."""
+        folder.mkdir(parents=True, exist_ok=True)
+        ca_pem = Path(self.outputs["CACertificate"]).read_bytes()
+        ca_key_pem = (Path(self.outputs["CACertificate"]).parent / "ca-key.pem").read_bytes()
+        ca_cert = x509.load_pem_x509_certificate(ca_pem)
+        ca_key = serialization.load_pem_private_key(ca_key_pem, password=None)
+        assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sysbench")]))
+            .issuer_name(ca_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now)
+            .not_valid_after(now + dt.timedelta(days=1))
+            .sign(ca_key, hashes.SHA256())
+        )
+        (folder / "cacert.pem").write_bytes(ca_pem)
+        (folder / "client-cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        (folder / "client-key.pem").write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+
+
+@contextmanager
+def running_stack(state_dir: Path, *, is_tls_required: bool, rows: int) -> Iterator[BenchStack]:
+    """Starts a small stack (4 tenants, proxy cluster only); brings it down on any exit."""
+    settings = ["tenants=4", f"rows={rows}", "load_test=false"]
+    settings.append(f"require_tls={'true' if is_tls_required else 'false'}")
+    command = [str(TENANTPROXY), "stack", "up", "--state-dir", str(state_dir)]
+    for item in settings:
+        command += ["--set", item]
+    try:
+        _run_quietly(command)
+        outputs = json.loads((state_dir / "outputs.json").read_text())
+        yield BenchStack(state_dir, outputs)
+    finally:
+        _run_quietly([str(TENANTPROXY), "stack", "down", "--state-dir", str(state_dir)])
+
+
+def _run_quietly(command: list[str]) -> None:
+    """Runs a command, showing its output only when it fails."""
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        sys.stderr.write(done.stdout + done.stderr)
+        raise SystemExit(f"failed ({done.returncode}): {' '.join(command)}")

@@ -1,0 +1,113 @@
+"""Medians over rounds, ratios to direct, and the printed table.
+
+Ratios are paired: each round's proxy (or relay) run is divided by the same round's direct run,
+measured seconds apart, and the median of those per-round ratios is reported. On a shared
+machine that cancels much of the drift that medians taken separately would keep.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+Run = dict[str, Any]
+
+
+def summarize(runs: list[Run], modes: list[str], connection_counts: list[int]) -> list[Run]:
+    rows = []
+    for connections in connection_counts:
+        direct_by_round = {
+            r["round"]: r for r in _ok(runs, "direct", connections) if r["queries_per_s"]
+        }
+        for mode in modes:
+            mine = _ok(runs, mode, connections)
+            every = [r for r in runs if r["mode"] == mode and r["connections"] == connections]
+            row: Run = {
+                "connections": connections,
+                "mode": mode,
+                "rounds_ok": len(mine),
+                "rounds": len(every),
+                "errors": sum(r["errors"] for r in every),
+                "reconnects": sum(r["reconnects"] for r in every),
+            }
+            for key in (
+                "queries_per_s",
+                "p50_ms",
+                "p95_ms",
+                "middle_us_per_query",
+                "replicas_us_per_query",
+                "client_us_per_query",
+            ):
+                row[key] = _median([r[key] for r in mine])
+            if mode != "direct":
+                row["queries_per_s_ratio"] = _paired(mine, direct_by_round, "queries_per_s")
+                row["p95_ratio"] = _paired(mine, direct_by_round, "p95_ms")
+            rows.append(row)
+    return rows
+
+
+def _ok(runs: list[Run], mode: str, connections: int) -> list[Run]:
+    return [
+        r
+        for r in runs
+        if r["mode"] == mode and r["connections"] == connections and r["returncode"] == 0
+    ]
+
+
+def _paired(mine: list[Run], direct_by_round: dict[int, Run], key: str) -> float | None:
+    ratios = []
+    for run in mine:
+        direct = direct_by_round.get(run["round"])
+        if direct is not None and run[key] is not None and direct[key]:
+            ratios.append(run[key] / direct[key])
+    return _median(ratios)
+
+
+def _median(values: list[Any]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def print_table(console: Console, variant: str, summary: list[Run]) -> None:
+    title = {
+        "tls": "point select, TLS client ↔ server (proxy ↔ MariaDB plain)",
+        "plain": "point select, no TLS",
+    }[variant]
+    table = Table(title=title, title_justify="left")
+    columns: list[tuple[str, str, Callable[[Run], str]]] = [
+        ("conns", "right", lambda r: str(r["connections"])),
+        ("mode", "left", lambda r: r["mode"]),
+        ("q/s", "right", lambda r: _fmt(r["queries_per_s"], "{:,.0f}")),
+        ("p50 ms", "right", lambda r: _fmt(r["p50_ms"], "{:.3f}")),
+        ("p95 ms", "right", lambda r: _fmt(r["p95_ms"], "{:.3f}")),
+        ("proxy|relay µs/q", "right", lambda r: _fmt(r["middle_us_per_query"], "{:.1f}")),
+        ("mariadbd µs/q", "right", lambda r: _fmt(r["replicas_us_per_query"], "{:.1f}")),
+        ("sysbench µs/q", "right", lambda r: _fmt(r["client_us_per_query"], "{:.1f}")),
+        ("q/s ÷ direct", "right", lambda r: _fmt(r.get("queries_per_s_ratio"), "{:.2f}")),
+        ("p95 ÷ direct", "right", lambda r: _fmt(r.get("p95_ratio"), "{:.2f}")),
+        ("errors", "right", _trouble),
+    ]
+    for name, justify, _ in columns:
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    previous = None
+    for row in summary:
+        if previous is not None and row["connections"] != previous:
+            table.add_section()
+        previous = row["connections"]
+        table.add_row(*(cell(row) for _, _, cell in columns))
+    console.print(table)
+
+
+def _trouble(row: Run) -> str:
+    text = str(row["errors"] + row["reconnects"])
+    if row["rounds_ok"] < row["rounds"]:
+        text += f" ({row['rounds'] - row['rounds_ok']} runs failed)"
+    return text
+
+
+def _fmt(value: float | None, pattern: str) -> str:
+    return "—" if value is None else pattern.format(value)
