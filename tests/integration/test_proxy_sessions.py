@@ -219,3 +219,39 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def test_a_client_without_a_database_gets_none_even_on_a_reused_backend(stack, writer_proxy):
+    endpoint = writer_proxy.endpoint("read_write")
+    with_database = tenant(stack, 6, endpoint)
+    without = tenant(stack, 6, endpoint, database=None)
+    pymysql_connect(**with_database).close()
+    for _ in range(2):
+        with pymysql_connect(**without) as connection, connection.cursor() as cursor:
+            cursor.execute("SELECT DATABASE()")
+            assert cursor.fetchone() == (None,)
+            cursor.execute("USE user_database6")  # leaves a database behind for the pool
+
+
+def test_init_query_runs_on_every_backend_a_client_gets(stack):
+    config = proxy_config_from_stack(stack.outputs, init_query="SET @tenantproxy_init = 42")
+    with ProxyThread(config) as proxy:
+        settings = tenant(stack, 5, proxy.endpoint("read_write"))
+        for _ in range(2):  # a new backend, then the same one after its reset
+            with pymysql_connect(**settings) as connection, connection.cursor() as cursor:
+                cursor.execute("SELECT @tenantproxy_init")
+                assert cursor.fetchone() == (42,)
+
+
+def test_clients_past_max_clients_get_error_1040(stack):
+    config = proxy_config_from_stack(stack.outputs, max_clients=2)
+    with ProxyThread(config) as proxy:
+        settings = tenant(stack, 5, proxy.endpoint("read_write"))
+        holders = [pymysql_connect(**settings) for _ in range(2)]
+        try:
+            with pytest.raises(pymysql.err.OperationalError) as caught:
+                pymysql_connect(**settings)
+            assert caught.value.args == (1040, "Too many connections")
+        finally:
+            for holder in holders:
+                holder.close()

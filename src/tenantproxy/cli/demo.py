@@ -49,7 +49,7 @@ def command(
         try:
             ScriptedSession(result.outputs, settings.tenants, settings.rows, console).run()
         finally:
-            if keep:
+            if keep or result.was_running:
                 print_outputs(console, result.outputs)
             else:
                 console.print()

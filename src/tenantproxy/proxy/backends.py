@@ -62,14 +62,22 @@ _LOGIN_TIMEOUT_S = 10.0
 
 
 class BackendProfile(NamedTuple):
-    """What must match between a client and the backend relaying to it."""
+    """What must match between a client and the backend relaying to it.
+
+    ``has_database`` is False for clients that log in without a database: their backends log in
+    without one too, and must still have none when they go back to the pool.
+    """
 
     capabilities: CapabilityFlags
     character_set: int
+    has_database: bool = True
 
     @classmethod
-    def of_client(cls, capabilities: CapabilityFlags, character_set: int) -> BackendProfile:
-        return cls(CapabilityFlags(capabilities & RELAYED_CAPABILITIES), character_set)
+    def of_client(
+        cls, capabilities: CapabilityFlags, character_set: int, database: str | None
+    ) -> BackendProfile:
+        relayed = CapabilityFlags(capabilities & RELAYED_CAPABILITIES)
+        return cls(relayed, character_set, database is not None)
 
 
 @dataclass(frozen=True)
@@ -358,9 +366,12 @@ class MysqlConnector:
         self._init_query = init_query
 
     async def connect(self) -> BackendConnection:
+        credentials = self._credentials()
+        if not self._profile.has_database:
+            credentials = BackendCredentials(credentials.username, credentials.password, None)
         return await open_backend(
             self.target,
-            self._credentials(),
+            credentials,
             self._profile,
             tls_context=self._tls_context,
             max_packet_bytes=self._max_packet_bytes,
@@ -368,9 +379,16 @@ class MysqlConnector:
         )
 
     async def reset(self, conn: BackendConnection) -> None:
+        """Makes a backend clean for its next client; raises if it cannot be (the pool then
+        closes it)."""
         # COM_RESET_CONNECTION drops session variables, temporary tables, prepared statements
         # and any open transaction, and keeps the login and the default database.
         await conn.run_simple_command(commands.com_reset_connection())
+        if self._init_query:
+            await conn.run_simple_command(commands.com_query(self._init_query))
+        if not self._profile.has_database and await conn.select_value("SELECT DATABASE()"):
+            # The client chose a database; nothing can unselect it, so this backend goes.
+            raise BackendError(f"{self.target.name}: a database-less backend has a database")
 
     async def close(self, conn: BackendConnection) -> None:
         conn.close()

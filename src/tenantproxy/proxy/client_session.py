@@ -113,6 +113,13 @@ class ClientSession(asyncio.Protocol):
             is_tls_offered=self._context.client_tls_context is not None,
             max_packet_bytes=config.max_packet_bytes,
         )
+        if len(self._context.sessions) >= config.max_clients:
+            # MySQL's answer when max_connections is reached, sent instead of the handshake.
+            error = mysql_errors.TOO_MANY_CONNECTIONS
+            transport.write(encode_packet(ErrPacket(*error).encode(), 0)[0])
+            transport.close()
+            self.phase = SessionPhase.CLOSED
+            return
         self._context.sessions[self.session_id] = self
         transport.write(self._server.initial_handshake())
         self._context.spawn(self._log_in())
@@ -248,6 +255,7 @@ class ClientSession(asyncio.Protocol):
         context = self._context.client_tls_context
         assert context is not None and self._server is not None
         self._tls = TlsChannel(context)
+        self._context.metrics.count("ClientConnectionsTLS")
         self._server.tls_started()
         early, self._pending = self._pending, b""
         self._pending = self._tls.receive_encrypted(early) if early else b""
@@ -285,7 +293,7 @@ class ClientSession(asyncio.Protocol):
             return
         self.username = login.username
         self._profile = BackendProfile.of_client(
-            server.negotiated_capabilities, login.character_set
+            server.negotiated_capabilities, login.character_set, login.database
         )
         if await self._lease_backend(login.username, login.database):
             assert self._backend is not None
@@ -332,6 +340,7 @@ class ClientSession(asyncio.Protocol):
         """A leased backend that answers; None after telling the client why there is none."""
         for _ in range(_LIVENESS_ATTEMPTS):
             try:
+                self._context.metrics.count("DatabaseConnectionRequests")
                 lease = await pool.acquire()
             except BorrowTimeout:
                 self._context.metrics.count("DatabaseConnectionsBorrowTimeouts")
@@ -560,7 +569,7 @@ class ClientSession(asyncio.Protocol):
         self._release_backend()
         self.username = request.username
         self._profile = BackendProfile.of_client(
-            server.negotiated_capabilities, request.character_set
+            server.negotiated_capabilities, request.character_set, request.database
         )
         if not await self._lease_backend(request.username, request.database):
             return

@@ -98,7 +98,9 @@ class Router:
 
     def pick(self, endpoint_role: str) -> TargetState | None:
         """None when no healthy target can serve the endpoint."""
-        candidates = self._writers if endpoint_role == "read_write" else self._replicas
+        # With no replica at all, reads go to the writer, as an Aurora reader endpoint does.
+        is_read_only = endpoint_role == "read_only" and self._replicas
+        candidates = self._replicas if is_read_only else self._writers
         healthy = [t for t in candidates if t.is_healthy]
         if not healthy:
             return None
