@@ -13,7 +13,13 @@ from pathlib import Path
 
 import uvloop
 
-from tenantproxy.config import ProxyConfig, load_proxy_config
+from tenantproxy.config import (
+    AwsSecretStoreConfig,
+    FileSecretStoreConfig,
+    ProxyConfig,
+    load_proxy_config,
+)
+from tenantproxy.errors import ConfigError
 from tenantproxy.pool import TargetBudget
 from tenantproxy.proxy import tls
 from tenantproxy.proxy.backends import (
@@ -32,7 +38,7 @@ READY_LINE = "tenantproxy ready"
 
 def build_proxy(config: ProxyConfig, log: logging.Logger) -> ProxyServer:
     """Builds a proxy server from its config; nothing is started yet."""
-    secrets = FileSecretStore.from_config(config.secret_store)
+    secrets = open_secret_store(config.secret_store)
     backend_tls = tls.client_context(config.backend_ca_file) if config.backend_tls else None
     states = [
         TargetState(
@@ -75,6 +81,13 @@ def build_proxy(config: ProxyConfig, log: logging.Logger) -> ProxyServer:
         log=log,
     )
     return ProxyServer(context, health)
+
+
+def open_secret_store(config: FileSecretStoreConfig | AwsSecretStoreConfig) -> SecretStore:
+    """The secret store a config names."""
+    if isinstance(config, FileSecretStoreConfig):
+        return FileSecretStore.from_config(config)
+    raise ConfigError("secret_store.kind = 'aws' is not available yet")
 
 
 def _budget(config: ProxyConfig, max_connections: int) -> int:

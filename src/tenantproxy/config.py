@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -50,14 +50,53 @@ class FileSecretStoreConfig(_Strict):
     key_env: str = "TENANTPROXY_SECRETS_KEY"
 
 
+class AwsSecretStoreConfig(_Strict):
+    """AWS Secrets Manager (or anything that speaks its API, e.g. moto's server)."""
+
+    kind: Literal["aws"] = "aws"
+    region: str = "us-east-1"
+    # None: AWS's own endpoint for the region. Credentials come from boto3's usual chain.
+    endpoint_url: str | None = None
+    # Only secrets with this tag (key, value) serve as tenants; None: every name under the prefix.
+    tag_key: str | None = None
+    tag_value: str | None = None
+    # How long a secret read from the store is used before it is read again.
+    cache_ttl_s: float = Field(default=300.0, ge=0)
+
+
+SecretStoreConfig = Annotated[
+    FileSecretStoreConfig | AwsSecretStoreConfig, Field(discriminator="kind")
+]
+
+
+class IamAuthConfig(_Strict):
+    """Token login (RDS Proxy's IAMAuth): what the proxy needs to verify db-auth tokens
+    without calling the identity service."""
+
+    # The identity service's sealing key (AES-256-GCM), shared with the proxy.
+    key_file: Path
+    region: str = "us-east-1"
+    account_id: str = "000000000000"
+    # The id in arn:aws:rds-db:<region>:<account>:dbuser:<proxy_resource_id>/<db user>.
+    proxy_resource_id: str = "prx-tenantproxy"
+    # host:port names a token may be signed for; empty: the proxy's endpoints.
+    endpoint_hosts: list[str] = Field(default_factory=list)
+    # Tokens live 15 minutes at most (X-Amz-Expires <= 900); clocks may differ by this much.
+    clock_skew_s: float = Field(default=60.0, ge=0)
+    token_cache_size: int = Field(default=100_000, ge=0)
+
+
 class ProxyConfig(_Strict):
     """Everything one proxy process needs."""
 
     endpoints: list[EndpointConfig]
     targets: list[TargetConfig]
-    secret_store: FileSecretStoreConfig
+    secret_store: SecretStoreConfig
     # Secret names are ``secret_name_prefix + db user``, e.g. ``tenants/user7``.
     secret_name_prefix: str = "tenants/"
+
+    # Token login for secrets with iam_auth = "required"; None: such secrets cannot log in.
+    iam_auth: IamAuthConfig | None = None
 
     # TLS towards clients: offered when a certificate is set; required when require_tls.
     require_tls: bool = False
@@ -91,6 +130,14 @@ class ProxyConfig(_Strict):
     # features from it: a MariaDB behind a "MySQL 8" banner gets utf8mb4_0900_ai_ci and fails).
     server_version: str | None = None
     max_packet_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _file_store_is_the_default_kind(cls, raw: Any) -> Any:
+        store = raw.get("secret_store") if isinstance(raw, dict) else None
+        if isinstance(store, dict) and "kind" not in store:
+            raw = {**raw, "secret_store": {**store, "kind": "file"}}
+        return raw
 
     @model_validator(mode="after")
     def _tls_files_come_in_pairs(self) -> ProxyConfig:
