@@ -45,7 +45,8 @@ BARE_RELAY = Path(__file__).with_name("bare_relay.py")
 WARM_UP_S = 1.0
 ROWS = 1000
 
-console = Console()
+# Wide enough for the table when the output is a file or a pipe (`make bench | tee`).
+console = Console() if sys.stdout.isatty() else Console(width=150)
 
 
 @dataclass(frozen=True)
