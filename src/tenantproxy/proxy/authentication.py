@@ -1,4 +1,4 @@
-"""Checking a client's login against its tenant's secret.
+"""Checking a client's login against its tenant's secret: its password, or a db-auth token.
 
 The proxy knows each tenant's password (from the secret store), so it verifies the scramble the
 client computed, the way the server would: mysql_native_password, caching_sha2_password's fast
@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from tenantproxy.secretstore import Secret
 from tenantproxy.wire.mysql import auth_plugins
@@ -79,3 +80,38 @@ def _verdict(secret: Secret | None, is_match: bool, *, is_password_used: bool) -
     if not is_match:
         return LoginVerdict(False, is_password_used, "wrong password")
     return LoginVerdict(True, is_password_used, "password matches the secret")
+
+
+def requires_token(secret: Secret | None) -> bool:
+    """A secret with iam_auth = "required" logs in with tokens only (RDS Proxy's IAMAuth)."""
+    return secret is not None and secret.extra.get("iam_auth", "").lower() == "required"
+
+
+class TokenChecker(Protocol):
+    def check(self, token: str, db_user: str) -> LoginVerdict: ...
+
+
+async def verify_token_login(
+    db_user: str,
+    plugin_name: str,
+    auth_response: bytes,
+    *,
+    is_tls: bool,
+    switch_plugin: SwitchPlugin,
+    tokens: TokenChecker | None,
+) -> LoginVerdict:
+    """Token login: the token comes as a clear-text password, over TLS only (as with RDS)."""
+    if tokens is None:
+        return LoginVerdict(False, bool(auth_response), "token login is not configured")
+    if not is_tls:
+        return LoginVerdict(False, bool(auth_response), "token login without TLS")
+    if plugin_name != MYSQL_CLEAR_PASSWORD or not auth_response:
+        auth_response, _ = await switch_plugin(MYSQL_CLEAR_PASSWORD)
+    token = auth_plugins.clear_password_from_response(auth_response)
+    if not token:
+        return LoginVerdict(False, False, "empty token")
+    try:
+        text = token.decode("ascii")
+    except UnicodeDecodeError:
+        return LoginVerdict(False, True, "token is not ASCII")
+    return tokens.check(text, db_user)

@@ -12,11 +12,18 @@ import asyncio
 import enum
 import ssl
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 from tenantproxy.errors import BackendError, BorrowTimeout, PoolClosed
 from tenantproxy.proxy import mysql_errors
-from tenantproxy.proxy.authentication import verify_login
+from tenantproxy.proxy.authentication import (
+    LoginVerdict,
+    SwitchPlugin,
+    requires_token,
+    verify_login,
+    verify_token_login,
+)
 from tenantproxy.proxy.backends import (
     BackendCommandFailed,
     BackendConnection,
@@ -64,6 +71,10 @@ ALLOWED_TRANSITIONS: dict[SessionPhase, set[SessionPhase]] = {
 _MAX_FIRST_PACKET_BYTES = 64 * 1024
 # MariaDB's connect_timeout default: a client must finish its login within it.
 _HANDSHAKE_TIMEOUT_S = 10.0
+# Commands the proxy answers itself instead of relaying them.
+_ANSWERED_BY_THE_PROXY = frozenset(
+    (Command.COM_QUIT, Command.COM_CHANGE_USER, Command.COM_PROCESS_KILL)
+)
 # Backends tried before the client is told that none answers.
 _LIVENESS_ATTEMPTS = 3
 
@@ -269,12 +280,14 @@ class ClientSession(asyncio.Protocol):
             self._send_error_and_close(mysql_errors.INSECURE_TRANSPORT)
             return
         secret = self._context.find_secret(login.username)
-        verdict = await verify_login(
+        if requires_token(secret) and self._tls is None:
+            self._context.metrics.count("ClientConnectionsNoTLS")
+            self._send_error_and_close(mysql_errors.INSECURE_TRANSPORT)
+            return
+        verdict = await self._check_credentials(
+            login.username,
             login.auth_plugin_name,
             login.auth_response,
-            secret,
-            scramble=server.scramble,
-            is_tls=self._tls is not None,
             switch_plugin=self._switch_plugin_at_login,
             confirm_fast_auth=lambda: self._write(server.send_auth_more_data(b"\x03")),
         )
@@ -303,6 +316,38 @@ class ClientSession(asyncio.Protocol):
             if self._pending:
                 early, self._pending = self._pending, b""
                 self._relay_from_client(early)
+
+    async def _check_credentials(
+        self,
+        username: str,
+        plugin_name: str,
+        auth_response: bytes,
+        *,
+        switch_plugin: SwitchPlugin,
+        confirm_fast_auth: Callable[[], None] | None = None,
+    ) -> LoginVerdict:
+        """The tenant's password, or a db-auth token when its secret requires one."""
+        assert self._server is not None
+        secret = self._context.find_secret(username)
+        is_tls = self._tls is not None
+        if requires_token(secret):
+            return await verify_token_login(
+                username,
+                plugin_name,
+                auth_response,
+                is_tls=is_tls,
+                switch_plugin=switch_plugin,
+                tokens=self._context.token_logins,
+            )
+        return await verify_login(
+            plugin_name,
+            auth_response,
+            secret,
+            scramble=self._server.scramble,
+            is_tls=is_tls,
+            switch_plugin=switch_plugin,
+            confirm_fast_auth=confirm_fast_auth,
+        )
 
     async def _switch_plugin_at_login(self, plugin_name: str) -> tuple[bytes, bytes]:
         """AuthSwitchRequest during the login; returns the client's answer and the scramble."""
@@ -452,6 +497,11 @@ class ClientSession(asyncio.Protocol):
     def _relay_from_client(self, data: bytes) -> None:
         backend = self._backend
         assert backend is not None and backend.tracker is not None and backend.transport is not None
+        if self._is_one_plain_command(data, backend):
+            # The usual case: the chunk is exactly one small command the proxy does not answer.
+            backend.tracker.command_sent(data[4:20])
+            backend.transport.write(data)
+            return
         try:
             packets = self._splitter.feed(data)
         except PacketTooLarge:
@@ -471,6 +521,18 @@ class ClientSession(asyncio.Protocol):
             forward.append(packet.raw)
         if forward:
             backend.transport.write(forward[0] if len(forward) == 1 else b"".join(forward))
+
+    def _is_one_plain_command(self, data: bytes, backend: BackendConnection) -> bool:
+        tracker = backend.tracker
+        return (
+            len(data) > 4
+            and data[3] == 0  # sequence id 0: a new command
+            and int.from_bytes(data[:3], "little") + 4 == len(data)
+            and data[4] not in _ANSWERED_BY_THE_PROXY
+            and self._splitter.buffered_bytes == 0
+            and tracker is not None
+            and not tracker.is_awaiting_local_infile
+        )
 
     def _forward_command(
         self, packet: WirePacket, rest: list[WirePacket], forward: list[bytes]
@@ -541,18 +603,15 @@ class ClientSession(asyncio.Protocol):
         except ProtocolError:
             self._send_error_and_close(mysql_errors.MALFORMED_PACKET, sequence_id=1)
             return
-        secret = self._context.find_secret(request.username)
         self._change_user_decoder = PacketDecoder(
             self._context.config.max_packet_bytes, expected_sequence_id=2
         )
         self._change_user_sequence_id = 1  # COM_CHANGE_USER was packet 0
         try:
-            verdict = await verify_login(
+            verdict = await self._check_credentials(
+                request.username,
                 request.auth_plugin_name,
                 request.auth_response,
-                secret,
-                scramble=server.scramble,
-                is_tls=self._tls is not None,
                 switch_plugin=self._switch_plugin_in_change_user,
             )
         except ProtocolError:

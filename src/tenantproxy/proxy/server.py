@@ -13,7 +13,7 @@ import ssl
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tenantproxy.config import EndpointConfig, ProxyConfig
 from tenantproxy.errors import SecretNotFound, SecretStoreError
@@ -25,6 +25,9 @@ from tenantproxy.proxy.health import HealthChecker
 from tenantproxy.proxy.routing import PoolRegistry, Router
 from tenantproxy.secretstore import Secret, SecretStore
 from tenantproxy.wire.mysql.constants import CapabilityFlags
+
+if TYPE_CHECKING:
+    from tenantproxy.proxy.token_login import TokenLogins
 
 # What the proxy offers clients: what it relays (RELAYED_CAPABILITIES) plus the login basics.
 # Not offered: compression, query attributes and optional metadata, which MariaDB lacks.
@@ -56,6 +59,8 @@ class ProxyContext:
     secrets: SecretStore
     client_tls_context: ssl.SSLContext | None
     log: logging.Logger
+    # Token login; None when the config has no iam_auth section.
+    token_logins: TokenLogins | None = None
     metrics: Metrics = field(default_factory=Metrics)
     advertised_capabilities: CapabilityFlags = PROXY_CAPABILITIES
     sessions: dict[int, ClientSession] = field(default_factory=dict)

@@ -53,18 +53,18 @@ class TlsChannel:
             except ssl.SSLWantReadError:
                 return b""
             self.is_handshake_done = True
+        # Read while bytes are buffered: checking first spares the usual last read that would
+        # end in SSLWantReadError (an exception per chunk on the hot path).
         chunks = []
-        while True:
+        while self._incoming.pending or self._tls.pending():
             try:
                 chunk = self._tls.read(_READ_CHUNK_BYTES)
-            except ssl.SSLWantReadError:
-                break
-            except ssl.SSLZeroReturnError:
+            except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
                 break
             if not chunk:
                 break
             chunks.append(chunk)
-        return b"".join(chunks)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def encrypt(self, plaintext: bytes) -> bytes:
         """Returns the records carrying plaintext."""
