@@ -20,10 +20,10 @@ ALLOWED_IMPORTS: dict[str, set[str]] = {
     "config": {"errors"},
     "errors": set(),
     "proxy": {"wire", "pool", "secretstore", "identity", "observability", "config", "errors"},
-    "stack": {"config", "errors", "secretstore", "observability", "app", "wire"},
+    "stack": {"config", "errors", "secretstore", "observability", "app", "wire", "identity"},
     "app": {"proxy", "pool", "secretstore", "identity", "observability", "config", "errors"},
-    "cli": {"app", "stack", "secretstore", "config", "errors", "demo"},
-    "demo": {"stack", "secretstore", "config", "errors"},
+    "cli": {"app", "stack", "secretstore", "config", "errors", "demo", "identity"},
+    "demo": {"stack", "secretstore", "config", "errors", "identity"},
 }
 STDLIB_NAMES_NOT_TO_SHADOW = {"secrets", "http", "logging", "token", "queue", "ssl", "socket"}
 IO_MODULES = {"asyncio", "socket", "ssl", "logging", "uvloop", "selectors", "threading"}

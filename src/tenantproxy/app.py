@@ -20,6 +20,8 @@ from tenantproxy.config import (
     load_proxy_config,
 )
 from tenantproxy.errors import ConfigError
+from tenantproxy.identity import DbAuthTokenVerifier
+from tenantproxy.identity.sealing import load_key
 from tenantproxy.pool import TargetBudget
 from tenantproxy.proxy import tls
 from tenantproxy.proxy.backends import (
@@ -31,14 +33,15 @@ from tenantproxy.proxy.backends import (
 from tenantproxy.proxy.health import HealthChecker
 from tenantproxy.proxy.routing import PoolRegistry, PoolSettings, Router, TargetState
 from tenantproxy.proxy.server import ProxyContext, ProxyServer
-from tenantproxy.secretstore import FileSecretStore, SecretStore
+from tenantproxy.proxy.token_login import TokenLogins
+from tenantproxy.secretstore import AwsSecretStore, FileSecretStore, SecretStore
 
 READY_LINE = "tenantproxy ready"
 
 
 def build_proxy(config: ProxyConfig, log: logging.Logger) -> ProxyServer:
     """Builds a proxy server from its config; nothing is started yet."""
-    secrets = open_secret_store(config.secret_store)
+    secrets = open_secret_store(config)
     backend_tls = tls.client_context(config.backend_ca_file) if config.backend_tls else None
     states = [
         TargetState(
@@ -62,6 +65,7 @@ def build_proxy(config: ProxyConfig, log: logging.Logger) -> ProxyServer:
     client_tls = None
     if config.tls_cert_file is not None and config.tls_key_file is not None:
         client_tls = tls.server_context(config.tls_cert_file, config.tls_key_file)
+    token_hosts = set(config.iam_auth.endpoint_hosts) if config.iam_auth else set()
     context = ProxyContext(
         config=config,
         router=Router(states),
@@ -69,6 +73,8 @@ def build_proxy(config: ProxyConfig, log: logging.Logger) -> ProxyServer:
         secrets=secrets,
         client_tls_context=client_tls,
         log=log,
+        token_logins=_token_logins(config, token_hosts),
+        token_hosts=token_hosts,
     )
     monitor = None
     if config.monitor_user is not None:
@@ -83,11 +89,32 @@ def build_proxy(config: ProxyConfig, log: logging.Logger) -> ProxyServer:
     return ProxyServer(context, health)
 
 
-def open_secret_store(config: FileSecretStoreConfig | AwsSecretStoreConfig) -> SecretStore:
-    """The secret store a config names."""
-    if isinstance(config, FileSecretStoreConfig):
-        return FileSecretStore.from_config(config)
-    raise ConfigError("secret_store.kind = 'aws' is not available yet")
+def open_secret_store(config: ProxyConfig) -> SecretStore:
+    """The secret store the config names; an AWS store serves the names under
+    ``secret_name_prefix`` (and with its tag, when one is set)."""
+    store = config.secret_store
+    if isinstance(store, FileSecretStoreConfig):
+        return FileSecretStore.from_config(store)
+    if isinstance(store, AwsSecretStoreConfig):
+        return AwsSecretStore.from_config(store, config.secret_name_prefix)
+    raise ConfigError(f"secret_store.kind = {store.kind!r} is not known")
+
+
+def _token_logins(config: ProxyConfig, allowed_hosts: set[str]) -> TokenLogins | None:
+    """Token login when the config has an iam_auth table. ``allowed_hosts`` is filled with the
+    endpoints' addresses once they are bound (ports may be chosen by the OS)."""
+    iam = config.iam_auth
+    if iam is None:
+        return None
+    verifier = DbAuthTokenVerifier(
+        sealing_key=load_key(iam.key_file),
+        region=iam.region,
+        account_id=iam.account_id,
+        proxy_resource_id=iam.proxy_resource_id,
+        allowed_hosts=allowed_hosts,
+        clock_skew_s=iam.clock_skew_s,
+    )
+    return TokenLogins(verifier, iam.token_cache_size)
 
 
 def _budget(config: ProxyConfig, max_connections: int) -> int:

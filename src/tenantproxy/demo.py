@@ -1,7 +1,8 @@
 """`tenantproxy demo`: a scripted session through the proxy that prints what it does.
 
-Logins with the tenants' own passwords over TLS, queries on both endpoints, a denied
-cross-tenant access, a wrong password, and backend reuse seen from the database side.
+Logins over TLS (with db-auth tokens where the tenant's secret requires them, as the write-up's
+access function does, else with the tenant's password), queries on both endpoints, denied
+cross-tenant accesses, a wrong credential, and backend reuse seen from the database side.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tenantproxy.config import FileSecretStoreConfig
+from tenantproxy.identity.access import TenantAccess
 from tenantproxy.secretstore import FileSecretStore
 
 SECRET_PREFIX = "tenants/"
@@ -32,6 +34,7 @@ class ScriptedSession:
         self._console = console
         self._tls = ssl.create_default_context(cafile=outputs["CACertificate"])
         self._tls.check_hostname = False
+        self._access = TenantAccess.from_outputs(outputs) if "IdentityEndpoint" in outputs else None
         self._secrets = FileSecretStore.from_config(
             FileSecretStoreConfig(
                 path=Path(outputs["SecretStore"]), key_file=Path(outputs["SecretsKeyFile"])
@@ -47,6 +50,8 @@ class ScriptedSession:
         self.read_rows(tenant)
         self.write_then_read_on_a_replica(tenant)
         self.cross_tenant_access_is_denied(tenant, other)
+        if self._uses_tokens(tenant):
+            self.token_for_one_tenant_does_not_open_another(tenant, other)
         self.wrong_password_is_denied(tenant)
         self.backends_are_reused(tenant)
 
@@ -93,8 +98,17 @@ class ScriptedSession:
         )
         self._show_refusal(lambda: self._connect("ProxyReaderEndpoint", tenant, other))
 
+    def token_for_one_tenant_does_not_open_another(self, tenant: int, other: int) -> None:
+        self._say(
+            f"a token from a session scoped to user{tenant} is used to log in as user{other}",
+            f"AssumeRole with a session policy on dbuser/user{tenant} → token for user{other}",
+        )
+        self._show_refusal(
+            lambda: self._connect("ProxyReaderEndpoint", other, scope_user=f"user{tenant}")
+        )
+
     def wrong_password_is_denied(self, tenant: int) -> None:
-        self._say(f"user{tenant} logs in with a wrong password", "connect with 'wrong'")
+        self._say(f"user{tenant} logs in with a wrong password or token", "connect with 'wrong'")
         self._show_refusal(lambda: self._connect("ProxyReaderEndpoint", tenant, password="wrong"))
 
     def backends_are_reused(self, tenant: int) -> None:
@@ -116,17 +130,35 @@ class ScriptedSession:
 
     # -- helpers ---------------------------------------------------------------------------
 
+    def _uses_tokens(self, tenant: int) -> bool:
+        secret = self._secrets.get(f"{SECRET_PREFIX}user{tenant}")
+        return secret.extra.get("iam_auth") == "required" and self._access is not None
+
+    def _credential(self, tenant: int, host: str, port: int, scope_user: str | None) -> str:
+        """The tenant's token when its secret requires one (scoped to ``scope_user``), else
+        its password."""
+        user = f"user{tenant}"
+        if not self._uses_tokens(tenant):
+            return self._secrets.get(f"{SECRET_PREFIX}{user}").password
+        assert self._access is not None
+        credentials = self._access.assume(scope_user or user)
+        return self._access.token(credentials, host, port, user)
+
     @contextmanager
     def _connect(
-        self, endpoint_key: str, tenant: int, database: int | None = None, password: str = ""
+        self,
+        endpoint_key: str,
+        tenant: int,
+        database: int | None = None,
+        password: str = "",
+        scope_user: str | None = None,
     ) -> Iterator[pymysql.Connection[Any]]:
         host, port = self._outputs[endpoint_key].rsplit(":", 1)
-        secret = self._secrets.get(f"{SECRET_PREFIX}user{tenant}")
         connection = pymysql.connect(
             host=host,
             port=int(port),
             user=f"user{tenant}",
-            password=password or secret.password,
+            password=password or self._credential(tenant, host, int(port), scope_user),
             database=f"user_database{tenant if database is None else database}",
             ssl=self._tls,
             connect_timeout=10,

@@ -71,8 +71,11 @@ def quiet_console() -> Console:
 @pytest.fixture(scope="session")
 def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> StackSettings:
     return StackSettings(
-        tenants=10,
+        # Past 101, so that the write-up's user100/user101 demonstration runs as written.
+        tenants=110,
         rows=50,
+        # Password login for most tests; test_token_login turns tokens on for its tenants.
+        iam_auth="disabled",
         replicas=2,
         load_test=True,
         start_proxy=is_proxy_started_by_tests(),

@@ -61,6 +61,8 @@ class ProxyContext:
     log: logging.Logger
     # Token login; None when the config has no iam_auth section.
     token_logins: TokenLogins | None = None
+    # host:port names a token may be signed for; the endpoints' are added once bound.
+    token_hosts: set[str] = field(default_factory=set)
     metrics: Metrics = field(default_factory=Metrics)
     advertised_capabilities: CapabilityFlags = PROXY_CAPABILITIES
     sessions: dict[int, ClientSession] = field(default_factory=dict)
@@ -120,6 +122,7 @@ class ProxyServer:
             self._listeners.append(listener)
             host, port = listener.sockets[0].getsockname()[:2]
             self.bound_addresses[endpoint.name] = (host, port)
+            self.context.token_hosts.update({f"{host}:{port}", f"localhost:{port}"})
 
     def _session_factory(self, endpoint: EndpointConfig) -> Any:
         context = self.context

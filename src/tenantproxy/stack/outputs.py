@@ -30,6 +30,12 @@ OUTPUT_KEYS = (
     "AdminCredentials",
     "ProxyConfig",
     "ProxyPid",
+    "IdentityEndpoint",
+    "Region",
+    "AccountId",
+    "ProxyResourceId",
+    "TenantAccessRoleArn",
+    "AccessPrincipalCredentials",
 )
 
 
@@ -58,6 +64,22 @@ class StackFiles:
     @property
     def proxy_config(self) -> Path:
         return self.state_dir / "proxy.toml"
+
+    @property
+    def identity_config(self) -> Path:
+        return self.state_dir / "identity.toml"
+
+    @property
+    def identity_key(self) -> Path:
+        return self.state_dir / "identity.key"
+
+    @property
+    def identity_log(self) -> Path:
+        return self.state_dir / "identity.log"
+
+    @property
+    def access_principal_credentials(self) -> Path:
+        return self.state_dir / "access-principal.json"
 
     @property
     def proxy_log(self) -> Path:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -37,6 +37,13 @@ class StackSettings(BaseModel):
     max_idle_connections_percent: int = Field(default=50, ge=0, le=100)
     connection_borrow_timeout_s: float = Field(default=120.0, gt=0, le=300)
     start_proxy: bool = Field(default=True, description="start `tenantproxy proxy run`")
+    iam_auth: Literal["required", "disabled"] = Field(
+        default="required", description="every tenant secret's IAMAuth: token login or password"
+    )
+    region: str = Field(default="us-east-1", description="the identity service's AWS region")
+    account_id: str = Field(
+        default="123456789012", pattern=r"^\d{12}$", description="the identity service's account"
+    )
     startup_timeout_s: float = Field(default=60.0, gt=0, description="per process, to listen")
     stop_timeout_s: float = Field(default=30.0, gt=0, description="SIGTERM, then SIGKILL")
 

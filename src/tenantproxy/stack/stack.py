@@ -28,6 +28,12 @@ from tenantproxy.errors import StackError
 from tenantproxy.secretstore import FileSecretStore, Secret
 from tenantproxy.stack import mariadb, outputs, replication, seeding
 from tenantproxy.stack.certificates import CertificateFiles, create_certificates
+from tenantproxy.stack.identity_service import (
+    IdentityPlan,
+    identity_outputs,
+    proxy_iam_auth,
+    write_identity_files,
+)
 from tenantproxy.stack.mariadb import AdminAccount, InstanceSpec, ServerOptions
 from tenantproxy.stack.processes import (
     ProcessRecord,
@@ -42,6 +48,7 @@ from tenantproxy.stack.state import StackState, read_outputs
 
 T = TypeVar("T")
 PROXY_PROCESS = "proxy"
+IDENTITY_PROCESS = "identity"
 SECRET_PREFIX = "tenants/"
 
 
@@ -166,9 +173,13 @@ class _StackBuilder:
             self._seed(clusters, tenants)
         with self._step("writing the secret store"):
             self._write_secrets(clusters["proxy"][0], tenants)
-        proxy_ports = dict(zip(("read_write", "read_only"), free_ports(2), strict=True))
+        identity_port, *ports = free_ports(3)
+        identity = IdentityPlan.generate(settings.account_id, settings.region, identity_port)
+        with self._step("starting the identity service"):
+            self._start_identity(identity)
+        proxy_ports = dict(zip(("read_write", "read_only"), ports, strict=True))
         with self._step("writing the proxy config"):
-            self._write_proxy_config(clusters["proxy"], proxy_ports, certs)
+            self._write_proxy_config(clusters["proxy"], proxy_ports, certs, identity)
         proxy_pid = None
         if settings.start_proxy:
             with self._step("starting the proxy"):
@@ -177,6 +188,7 @@ class _StackBuilder:
             self._wait_replicas(clusters)
         endpoints = {role: f"{mariadb.HOST}:{port}" for role, port in proxy_ports.items()}
         result = outputs.build_outputs(self.files, certs.ca_cert, endpoints, clusters, proxy_pid)
+        result |= identity_outputs(identity, self.files.access_principal_credentials)
         outputs.write_outputs(self.files, result)
         self.console.print(f"Stack up in {time.monotonic() - started:.1f} s: {self.files.outputs}")
         return result
@@ -220,14 +232,32 @@ class _StackBuilder:
                     host=mariadb.HOST,
                     port=writer.port,
                     dbname=t.database,
-                    extra={"dbClusterIdentifier": writer.cluster},
+                    extra={
+                        "dbClusterIdentifier": writer.cluster,
+                        "iam_auth": self.settings.iam_auth,
+                    },
                 )
                 for t in tenants
             }
         )
 
+    def _start_identity(self, plan: IdentityPlan) -> None:
+        files = self.files
+        write_identity_files(
+            plan, files.identity_config, files.identity_key, files.access_principal_credentials
+        )
+        program = Path(sys.executable).parent / "tenantproxy"
+        argv = [str(program), "identity", "run", "--config", str(files.identity_config)]
+        record = start_detached(IDENTITY_PROCESS, argv, files.identity_log, port=plan.port)
+        self.state.add(record)
+        wait_for_port(record, self.settings.startup_timeout_s)
+
     def _write_proxy_config(
-        self, cluster: Sequence[InstanceSpec], ports: dict[str, int], certs: CertificateFiles
+        self,
+        cluster: Sequence[InstanceSpec],
+        ports: dict[str, int],
+        certs: CertificateFiles,
+        identity: IdentityPlan,
     ) -> None:
         s = self.settings
         config = {
@@ -242,6 +272,7 @@ class _StackBuilder:
             "connection_borrow_timeout_s": s.connection_borrow_timeout_s,
             "target_max_connections": s.mariadb_max_connections,
             "max_packet_bytes": s.max_allowed_packet_mb * 1024 * 1024,
+            "iam_auth": proxy_iam_auth(identity, self.files.identity_key),
             "secret_store": {
                 "kind": "file",
                 "path": str(self.files.secret_store),
