@@ -65,7 +65,7 @@ def build_proxy(config: ProxyConfig, log: logging.Logger) -> ProxyServer:
     client_tls = None
     if config.tls_cert_file is not None and config.tls_key_file is not None:
         client_tls = tls.server_context(config.tls_cert_file, config.tls_key_file)
-    token_hosts = set(config.iam_auth.endpoint_hosts) if config.iam_auth else set()
+    token_hosts = {h.lower() for h in config.iam_auth.endpoint_hosts} if config.iam_auth else set()
     context = ProxyContext(
         config=config,
         router=Router(states),

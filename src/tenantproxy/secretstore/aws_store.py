@@ -138,7 +138,9 @@ class AwsSecretStore:
         return cls(config, name_prefix, session=session, clock=clock)
 
     def __repr__(self) -> str:
-        tag = "" if self.tag is None else f", tag_key={self.tag.key!r}, tag_value={self.tag.value!r}"
+        tag = ""
+        if self.tag is not None:
+            tag = f", tag_key={self.tag.key!r}, tag_value={self.tag.value!r}"
         return (
             f"AwsSecretStore(region={self.region!r}, endpoint_url={self.endpoint_url!r}, "
             f"name_prefix={self.name_prefix!r}{tag})"
@@ -182,7 +184,9 @@ class AwsSecretStore:
     def put(self, name: str, secret: Secret) -> None:
         """Creates the secret (with the store's tag), or puts a new value into it and tags it."""
         if not name.startswith(self.name_prefix):
-            raise SecretStoreError(f"{name!r} is not under this store's prefix {self.name_prefix!r}")
+            raise SecretStoreError(
+                f"{name!r} is not under this store's name prefix {self.name_prefix!r}"
+            )
         text = secret.to_json()
         tags = [] if self.tag is None else self.tag.as_tags()
         try:

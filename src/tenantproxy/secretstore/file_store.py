@@ -81,6 +81,11 @@ class FileSecretStore:
     def list_names(self, prefix: str = "") -> list[str]:
         return sorted(name for name in self._current() if name.startswith(prefix))
 
+    def invalidate(self, name: str) -> None:
+        """The next read decrypts the file again (one document: every name is read anew)."""
+        with self._lock:
+            self._stamp, self._secrets = None, {}
+
     def put(self, name: str, secret: Secret) -> None:
         self.put_many({name: secret})
 

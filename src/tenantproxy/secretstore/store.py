@@ -94,3 +94,10 @@ class SecretStore(Protocol):
     def put_many(self, items: Mapping[str, Secret]) -> None:
         """Creates or replaces many secrets in one write."""
         ...
+
+    def invalidate(self, name: str) -> None:
+        """Forgets any cached copy of that secret: the next ``get`` reads the store.
+
+        The proxy calls it when a database rejects a secret's password (the secret may have been
+        rotated), then reads the secret once more before failing the client."""
+        ...
