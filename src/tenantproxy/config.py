@@ -124,6 +124,9 @@ class ProxyConfig(_Strict):
     backend_check_after_idle_s: float = Field(default=30.0, ge=0)
     max_clients: int = Field(default=10000, ge=1)
 
+    # Prometheus metrics at http://127.0.0.1:<metrics_port>/metrics; None: not served; 0: a free
+    # port, printed in the ready line.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
     health_check_interval_s: float = Field(default=5.0, gt=0)
     shutdown_grace_s: float = Field(default=30.0, ge=0)
     # The version the proxy announces; by default the targets' own (drivers pick collations and

@@ -29,7 +29,8 @@ def proxy_config_from_stack(outputs: dict[str, Any], **overrides: Any) -> ProxyC
     endpoints = [
         EndpointConfig(name=e.name, role=e.role, host="127.0.0.1", port=0) for e in config.endpoints
     ]
-    return config.model_copy(update={"endpoints": endpoints, **overrides})
+    # Its own metrics listener on a free port (the stack's proxy holds the configured one).
+    return config.model_copy(update={"endpoints": endpoints, "metrics_port": 0, **overrides})
 
 
 class ProxyThread:

@@ -223,7 +223,8 @@ def test_a_token_reused_after_its_expiry_is_refused_even_when_cached(stack, acce
         assert proxy.call(lambda: cache_hits_and_misses(proxy)) == (0, 1)
         pymysql_connect(endpoint, "user100", token, "user_database100", ca_file).close()
         assert proxy.call(lambda: cache_hits_and_misses(proxy)) == (1, 1)
-        proxy.call(lambda: move_clock(proxy, seconds=30))
+        # Past the token's 15 minutes and the allowed clock skew (60 s).
+        proxy.call(lambda: move_clock(proxy, seconds=120))
         with pytest.raises(pymysql.err.OperationalError) as caught:
             pymysql_connect(endpoint, "user100", token, "user_database100", ca_file)
         assert caught.value.args[0] == 1045

@@ -386,7 +386,11 @@ class ClientSession(asyncio.Protocol):
         for _ in range(_LIVENESS_ATTEMPTS):
             try:
                 self._context.metrics.count("DatabaseConnectionRequests")
+                asked_at = time.perf_counter()
                 lease = await pool.acquire()
+                self._context.metrics.observe_borrow_latency_us(
+                    (time.perf_counter() - asked_at) * 1e6
+                )
             except BorrowTimeout:
                 self._context.metrics.count("DatabaseConnectionsBorrowTimeouts")
                 self._send_error_and_close(mysql_errors.BORROW_TIMEOUT)

@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING, Any
 from tenantproxy.config import EndpointConfig, ProxyConfig
 from tenantproxy.errors import SecretNotFound, SecretStoreError
 from tenantproxy.observability.metrics import Metrics
+from tenantproxy.observability.prometheus import serve_metrics
 from tenantproxy.pool import run_maintenance
 from tenantproxy.proxy.backends import RELAYED_CAPABILITIES
 from tenantproxy.proxy.client_session import ClientSession
+from tenantproxy.proxy.exported_metrics import proxy_families
 from tenantproxy.proxy.health import HealthChecker
 from tenantproxy.proxy.routing import PoolRegistry, Router
 from tenantproxy.secretstore import Secret, SecretStore
@@ -110,6 +112,7 @@ class ProxyServer:
 
     async def start(self) -> None:
         await self._health.check_all()
+        await self._start_metrics()
         loop = asyncio.get_running_loop()
         for endpoint in self.context.config.endpoints:
             listener = await loop.create_server(
@@ -123,6 +126,14 @@ class ProxyServer:
             host, port = listener.sockets[0].getsockname()[:2]
             self.bound_addresses[endpoint.name] = (host, port)
             self.context.token_hosts.update({f"{host}:{port}", f"localhost:{port}"})
+
+    async def _start_metrics(self) -> None:
+        port = self.context.config.metrics_port
+        if port is None:
+            return
+        server, address = await serve_metrics("127.0.0.1", port, proxy_families(self.context))
+        self._listeners.append(server)
+        self.bound_addresses["metrics"] = address
 
     def _session_factory(self, endpoint: EndpointConfig) -> Any:
         context = self.context

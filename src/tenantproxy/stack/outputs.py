@@ -30,6 +30,7 @@ OUTPUT_KEYS = (
     "AdminCredentials",
     "ProxyConfig",
     "ProxyPid",
+    "ProxyMetricsEndpoint",
     "IdentityEndpoint",
     "Region",
     "AccountId",

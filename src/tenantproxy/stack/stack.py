@@ -173,13 +173,13 @@ class _StackBuilder:
             self._seed(clusters, tenants)
         with self._step("writing the secret store"):
             self._write_secrets(clusters["proxy"][0], tenants)
-        identity_port, *ports = free_ports(3)
+        identity_port, metrics_port, *ports = free_ports(4)
         identity = IdentityPlan.generate(settings.account_id, settings.region, identity_port)
         with self._step("starting the identity service"):
             self._start_identity(identity)
         proxy_ports = dict(zip(("read_write", "read_only"), ports, strict=True))
         with self._step("writing the proxy config"):
-            self._write_proxy_config(clusters["proxy"], proxy_ports, certs, identity)
+            self._write_proxy_config(clusters["proxy"], proxy_ports, certs, identity, metrics_port)
         proxy_pid = None
         if settings.start_proxy:
             with self._step("starting the proxy"):
@@ -189,6 +189,7 @@ class _StackBuilder:
         endpoints = {role: f"{mariadb.HOST}:{port}" for role, port in proxy_ports.items()}
         result = outputs.build_outputs(self.files, certs.ca_cert, endpoints, clusters, proxy_pid)
         result |= identity_outputs(identity, self.files.access_principal_credentials)
+        result["ProxyMetricsEndpoint"] = f"http://{mariadb.HOST}:{metrics_port}/metrics"
         outputs.write_outputs(self.files, result)
         self.console.print(f"Stack up in {time.monotonic() - started:.1f} s: {self.files.outputs}")
         return result
@@ -258,6 +259,7 @@ class _StackBuilder:
         ports: dict[str, int],
         certs: CertificateFiles,
         identity: IdentityPlan,
+        metrics_port: int,
     ) -> None:
         s = self.settings
         config = {
@@ -273,6 +275,7 @@ class _StackBuilder:
             "target_max_connections": s.mariadb_max_connections,
             "max_packet_bytes": s.max_allowed_packet_mb * 1024 * 1024,
             "iam_auth": proxy_iam_auth(identity, self.files.identity_key),
+            "metrics_port": metrics_port,
             "secret_store": {
                 "kind": "file",
                 "path": str(self.files.secret_store),
