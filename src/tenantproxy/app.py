@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 import sys
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from tenantproxy.config import (
     ProxyConfig,
     load_proxy_config,
 )
-from tenantproxy.errors import ConfigError
+from tenantproxy.errors import BackendError, ConfigError
 from tenantproxy.identity import DbAuthTokenVerifier
 from tenantproxy.identity.sealing import load_key
 from tenantproxy.pool import TargetBudget
@@ -32,6 +33,7 @@ from tenantproxy.proxy.backends import (
 )
 from tenantproxy.proxy.health import HealthChecker
 from tenantproxy.proxy.routing import PoolRegistry, PoolSettings, Router, TargetState
+from tenantproxy.proxy.secret_lookup import SecretLookup
 from tenantproxy.proxy.server import ProxyContext, ProxyServer
 from tenantproxy.proxy.token_login import TokenLogins
 from tenantproxy.secretstore import AwsSecretStore, FileSecretStore, SecretStore
@@ -41,7 +43,7 @@ READY_LINE = "tenantproxy ready"
 
 def build_proxy(config: ProxyConfig, log: logging.Logger) -> ProxyServer:
     """Builds a proxy server from its config; nothing is started yet."""
-    secrets = open_secret_store(config)
+    secrets = SecretLookup(open_secret_store(config), config.secret_name_prefix, log)
     backend_tls = tls.client_context(config.backend_ca_file) if config.backend_tls else None
     states = [
         TargetState(
@@ -123,22 +125,25 @@ def _budget(config: ProxyConfig, max_connections: int) -> int:
 
 def _connector(
     config: ProxyConfig,
-    secrets: SecretStore,
-    backend_tls: object,
+    secrets: SecretLookup,
+    backend_tls: ssl.SSLContext | None,
     target: Target,
     db_user: str,
     profile: BackendProfile,
 ) -> MysqlConnector:
-    def credentials() -> BackendCredentials:
+    async def credentials() -> BackendCredentials:
         # Read at every connect, so that a rotated password is picked up.
-        secret = secrets.get(config.secret_name_prefix + db_user)
+        secret = await secrets.find(db_user)
+        if secret is None:
+            raise BackendError(f"no secret for {db_user!r}")
         return BackendCredentials(secret.username, secret.password, secret.dbname)
 
     return MysqlConnector(
         target,
         credentials,
         profile,
-        tls_context=backend_tls,  # type: ignore[arg-type]
+        forget_credentials=lambda: secrets.invalidate(db_user),
+        tls_context=backend_tls,
         max_packet_bytes=config.max_packet_bytes,
         init_query=config.init_query,
     )

@@ -64,7 +64,7 @@ class CallbackCollector(Collector):
                 yield SummaryMetricFamily(
                     PREFIX + family.name,
                     family.help,
-                    count_value=values["count"],
+                    count_value=int(values["count"]),
                     sum_value=values["sum"],
                 )
                 continue

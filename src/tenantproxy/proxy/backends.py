@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple, cast
 
@@ -59,6 +59,7 @@ BASE_CAPABILITIES = (
     | CapabilityFlags.CLIENT_CONNECT_ATTRS
 )
 _LOGIN_TIMEOUT_S = 10.0
+_ACCESS_DENIED = 1045
 
 
 class BackendProfile(NamedTuple):
@@ -351,22 +352,33 @@ class MysqlConnector:
     def __init__(
         self,
         target: Target,
-        credentials: Callable[[], BackendCredentials],
+        credentials: Callable[[], Awaitable[BackendCredentials]],
         profile: BackendProfile,
         *,
+        forget_credentials: Callable[[], None],
         tls_context: ssl.SSLContext | None,
         max_packet_bytes: int,
         init_query: str | None,
     ) -> None:
         self.target = target
         self._credentials = credentials
+        self._forget_credentials = forget_credentials
         self._profile = profile
         self._tls_context = tls_context
         self._max_packet_bytes = max_packet_bytes
         self._init_query = init_query
 
     async def connect(self) -> BackendConnection:
-        credentials = self._credentials()
+        try:
+            return await self._open(await self._credentials())
+        except BackendLoginRejected as exc:
+            if exc.error.error_code != _ACCESS_DENIED:
+                raise
+        # The password may have been rotated since it was read: read the secret once more.
+        self._forget_credentials()
+        return await self._open(await self._credentials())
+
+    async def _open(self, credentials: BackendCredentials) -> BackendConnection:
         if not self._profile.has_database:
             credentials = BackendCredentials(credentials.username, credentials.password, None)
         return await open_backend(

@@ -32,6 +32,7 @@ from tenantproxy.proxy.backends import (
 )
 from tenantproxy.proxy.mysql_errors import MysqlError
 from tenantproxy.proxy.tls import TlsChannel
+from tenantproxy.secretstore import Secret
 from tenantproxy.wire.mysql import auth_plugins, commands
 from tenantproxy.wire.mysql.constants import Command
 from tenantproxy.wire.mysql.errors import PacketTooLarge, ProtocolError
@@ -279,13 +280,14 @@ class ClientSession(asyncio.Protocol):
             self._context.metrics.count("ClientConnectionsNoTLS")
             self._send_error_and_close(mysql_errors.INSECURE_TRANSPORT)
             return
-        secret = self._context.find_secret(login.username)
+        secret = await self._context.secrets.find(login.username)
         if requires_token(secret) and self._tls is None:
             self._context.metrics.count("ClientConnectionsNoTLS")
             self._send_error_and_close(mysql_errors.INSECURE_TRANSPORT)
             return
         verdict = await self._check_credentials(
             login.username,
+            secret,
             login.auth_plugin_name,
             login.auth_response,
             switch_plugin=self._switch_plugin_at_login,
@@ -320,6 +322,7 @@ class ClientSession(asyncio.Protocol):
     async def _check_credentials(
         self,
         username: str,
+        secret: Secret | None,
         plugin_name: str,
         auth_response: bytes,
         *,
@@ -328,7 +331,6 @@ class ClientSession(asyncio.Protocol):
     ) -> LoginVerdict:
         """The tenant's password, or a db-auth token when its secret requires one."""
         assert self._server is not None
-        secret = self._context.find_secret(username)
         is_tls = self._tls is not None
         if requires_token(secret):
             return await verify_token_login(
@@ -614,6 +616,7 @@ class ClientSession(asyncio.Protocol):
         try:
             verdict = await self._check_credentials(
                 request.username,
+                await self._context.secrets.find(request.username),
                 request.auth_plugin_name,
                 request.auth_response,
                 switch_plugin=self._switch_plugin_in_change_user,

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tenantproxy.config import EndpointConfig, ProxyConfig
-from tenantproxy.errors import SecretNotFound, SecretStoreError
 from tenantproxy.observability.metrics import Metrics
 from tenantproxy.observability.prometheus import serve_metrics
 from tenantproxy.pool import run_maintenance
@@ -25,7 +24,7 @@ from tenantproxy.proxy.client_session import ClientSession
 from tenantproxy.proxy.exported_metrics import proxy_families
 from tenantproxy.proxy.health import HealthChecker
 from tenantproxy.proxy.routing import PoolRegistry, Router
-from tenantproxy.secretstore import Secret, SecretStore
+from tenantproxy.proxy.secret_lookup import SecretLookup
 from tenantproxy.wire.mysql.constants import CapabilityFlags
 
 if TYPE_CHECKING:
@@ -58,7 +57,7 @@ class ProxyContext:
     config: ProxyConfig
     router: Router
     pools: PoolRegistry
-    secrets: SecretStore
+    secrets: SecretLookup
     client_tls_context: ssl.SSLContext | None
     log: logging.Logger
     # Token login; None when the config has no iam_auth section.
@@ -89,15 +88,6 @@ class ProxyContext:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             self.log.error("background task failed", exc_info=task.exception())
-
-    def find_secret(self, db_user: str) -> Secret | None:
-        try:
-            return self.secrets.get(self.config.secret_name_prefix + db_user)
-        except SecretNotFound:
-            return None
-        except SecretStoreError as exc:
-            self.log.error("secret store: %s", exc)
-            return None
 
 
 class ProxyServer:

@@ -81,6 +81,10 @@ class FileSecretStore:
     def list_names(self, prefix: str = "") -> list[str]:
         return sorted(name for name in self._current() if name.startswith(prefix))
 
+    def is_fresh(self, name: str) -> bool:
+        # A local file: reading it (a stat, and a decrypt when it changed) never waits long.
+        return True
+
     def invalidate(self, name: str) -> None:
         """The next read decrypts the file again (one document: every name is read anew)."""
         with self._lock:

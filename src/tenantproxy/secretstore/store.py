@@ -95,6 +95,10 @@ class SecretStore(Protocol):
         """Creates or replaces many secrets in one write."""
         ...
 
+    def is_fresh(self, name: str) -> bool:
+        """True when ``get(name)`` would answer without waiting on the network."""
+        ...
+
     def invalidate(self, name: str) -> None:
         """Forgets any cached copy of that secret: the next ``get`` reads the store.
 
