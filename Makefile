@@ -20,6 +20,7 @@ demo: setup
 
 bench: setup
 	$(VENV)/python bench/point_select.py
+	$(VENV)/python bench/login.py
 
 clean:
 	rm -rf .venv .tenantproxy .pytest_cache

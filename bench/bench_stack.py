@@ -14,10 +14,11 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import pymysql
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -25,6 +26,8 @@ from cryptography.x509.oid import NameOID
 
 from tenantproxy.config import FileSecretStoreConfig
 from tenantproxy.secretstore import FileSecretStore
+from tenantproxy.stack import mariadb
+from tenantproxy.stack.outputs import read_admin_credentials
 
 TENANTPROXY = Path(sys.executable).with_name("tenantproxy")
 TENANT = 1  # the one tenant the benchmark reads as: user1 / user_database1
@@ -70,16 +73,37 @@ class BenchStack:
     def proxy_log(self) -> Path:
         return self.state_dir / "proxy.log"
 
-    def tenant_login(self) -> tuple[str, str, str]:
-        """(user, password, database) of the benchmark's tenant."""
-        store = FileSecretStore.from_config(
+    def secret_store(self) -> FileSecretStore:
+        return FileSecretStore.from_config(
             FileSecretStoreConfig(
                 path=Path(self.outputs["SecretStore"]),
                 key_file=Path(self.outputs["SecretsKeyFile"]),
             )
         )
-        secret = store.get(f"tenants/user{TENANT}")
-        return f"user{TENANT}", secret.password, f"user_database{TENANT}"
+
+    def tenant_login(self, tenant: int = TENANT) -> tuple[str, str, str]:
+        """(user, password, database) of a tenant, by default the benchmark's one."""
+        secret = self.secret_store().get(f"tenants/user{tenant}")
+        return f"user{tenant}", secret.password, f"user_database{tenant}"
+
+    def set_iam_auth(self, tenant: int, iam_auth: str) -> None:
+        """Token login ("required") or password login ("disabled") for one tenant at the proxy;
+        the proxy reads the secret store file again when it changes."""
+        store = self.secret_store()
+        name = f"tenants/user{tenant}"
+        secret = store.get(name)
+        store.put(name, replace(secret, extra={**secret.extra, "iam_auth": iam_auth}))
+
+    def admin_connection(self, instance_name: str) -> pymysql.connections.Connection[Any]:
+        """The stack's admin account on one MariaDB instance (TLS), e.g. for SHOW GLOBAL STATUS."""
+        instance = next(
+            i for i in self.outputs["ProxyClusterInstances"] if i["name"] == instance_name
+        )
+        return mariadb.connect(
+            Endpoint.parse(instance["endpoint"]).port,
+            read_admin_credentials(Path(self.outputs["AdminCredentials"])),
+            Path(self.outputs["CACertificate"]),
+        )
 
     def write_sysbench_tls_files(self, folder: Path) -> None:
         """cacert.pem, client-cert.pem, client-key.pem, where sysbench looks for them."""

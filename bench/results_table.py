@@ -15,14 +15,31 @@ from rich.console import Console
 from rich.table import Table
 
 Run = dict[str, Any]
+Column = tuple[str, str, Callable[[Run], str]]  # header, justify, cell
 
 
-def summarize(runs: list[Run], modes: list[str], connection_counts: list[int]) -> list[Run]:
+POINT_SELECT_KEYS = (
+    "queries_per_s",
+    "p50_ms",
+    "p95_ms",
+    "middle_us_per_query",
+    "replicas_us_per_query",
+    "client_us_per_query",
+)
+
+
+def summarize(
+    runs: list[Run],
+    modes: list[str],
+    connection_counts: list[int],
+    *,
+    keys: tuple[str, ...] = POINT_SELECT_KEYS,
+    rate_key: str = "queries_per_s",
+) -> list[Run]:
+    """Medians of ``keys`` per (connections, mode); paired ratios of ``rate_key`` and p95."""
     rows = []
     for connections in connection_counts:
-        direct_by_round = {
-            r["round"]: r for r in _ok(runs, "direct", connections) if r["queries_per_s"]
-        }
+        direct_by_round = {r["round"]: r for r in _ok(runs, "direct", connections) if r[rate_key]}
         for mode in modes:
             mine = _ok(runs, mode, connections)
             every = [r for r in runs if r["mode"] == mode and r["connections"] == connections]
@@ -34,17 +51,10 @@ def summarize(runs: list[Run], modes: list[str], connection_counts: list[int]) -
                 "errors": sum(r["errors"] for r in every),
                 "reconnects": sum(r["reconnects"] for r in every),
             }
-            for key in (
-                "queries_per_s",
-                "p50_ms",
-                "p95_ms",
-                "middle_us_per_query",
-                "replicas_us_per_query",
-                "client_us_per_query",
-            ):
+            for key in keys:
                 row[key] = _median([r[key] for r in mine])
             if mode != "direct":
-                row["queries_per_s_ratio"] = _paired(mine, direct_by_round, "queries_per_s")
+                row[f"{rate_key}_ratio"] = _paired(mine, direct_by_round, rate_key)
                 row["p95_ratio"] = _paired(mine, direct_by_round, "p95_ms")
             rows.append(row)
     return rows
@@ -77,8 +87,7 @@ def print_table(console: Console, variant: str, summary: list[Run]) -> None:
         "tls": "point select, TLS client ↔ server (proxy ↔ MariaDB plain)",
         "plain": "point select, no TLS",
     }[variant]
-    table = Table(title=title, title_justify="left")
-    columns: list[tuple[str, str, Callable[[Run], str]]] = [
+    columns: list[Column] = [
         ("conns", "right", lambda r: str(r["connections"])),
         ("mode", "left", lambda r: r["mode"]),
         ("q/s", "right", lambda r: _fmt(r["queries_per_s"], "{:,.0f}")),
@@ -91,6 +100,39 @@ def print_table(console: Console, variant: str, summary: list[Run]) -> None:
         ("p95 ÷ direct", "right", lambda r: _fmt(r.get("p95_ratio"), "{:.2f}")),
         ("errors", "right", _trouble),
     ]
+    _print(console, title, summary, columns)
+
+
+LOGIN_MODE_NAMES = {
+    "direct": "direct password",
+    "password": "proxy password",
+    "token_warm": "proxy token warm",
+    "token_cold": "proxy token cold",
+}
+
+
+def print_login_table(console: Console, summary: list[Run]) -> None:
+    """bench/login.py: new connections (connect + log in + point select + close) per mode."""
+    title = "new connections: TLS connect + login + point select + close"
+    columns: list[Column] = [
+        ("conns", "right", lambda r: str(r["connections"])),
+        ("mode", "left", lambda r: LOGIN_MODE_NAMES[r["mode"]]),
+        ("conn/s", "right", lambda r: _fmt(r["connections_per_s"], "{:,.0f}")),
+        ("p50 ms", "right", lambda r: _fmt(r["p50_ms"], "{:.2f}")),
+        ("p95 ms", "right", lambda r: _fmt(r["p95_ms"], "{:.2f}")),
+        ("proxy µs/conn", "right", lambda r: _fmt(r["middle_us_per_connection"], "{:,.0f}")),
+        ("mariadbd µs/conn", "right", lambda r: _fmt(r["replicas_us_per_connection"], "{:,.0f}")),
+        ("sysbench µs/conn", "right", lambda r: _fmt(r["client_us_per_connection"], "{:,.0f}")),
+        ("MariaDB Connections Δ", "right", lambda r: _fmt(r["mariadb_new_connections"], "{:,.0f}")),
+        ("conn/s ÷ direct", "right", lambda r: _fmt(r.get("connections_per_s_ratio"), "{:.2f}")),
+        ("p95 ÷ direct", "right", lambda r: _fmt(r.get("p95_ratio"), "{:.2f}")),
+        ("errors", "right", _trouble),
+    ]
+    _print(console, title, summary, columns)
+
+
+def _print(console: Console, title: str, summary: list[Run], columns: list[Column]) -> None:
+    table = Table(title=title, title_justify="left")
     for name, justify, _ in columns:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     previous = None

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(mariadb-server mariadb-client sysbench libmariadb-dev pkg-config)
+APT_PACKAGES=(mariadb-server mariadb-client sysbench libmariadb-dev pkg-config chromium)
 
 missing_apt_packages() {
     local pkg

@@ -20,9 +20,32 @@ ALLOWED_IMPORTS: dict[str, set[str]] = {
     "config": {"errors"},
     "errors": set(),
     "proxy": {"wire", "pool", "secretstore", "identity", "observability", "config", "errors"},
-    "stack": {"config", "errors", "secretstore", "observability", "app", "wire", "identity"},
+    "stack": {
+        "config",
+        "errors",
+        "secretstore",
+        "observability",
+        "app",
+        "wire",
+        "identity",
+        "accessapi",
+    },
     "app": {"proxy", "pool", "secretstore", "identity", "observability", "config", "errors"},
-    "cli": {"app", "stack", "secretstore", "config", "errors", "demo", "identity"},
+    "cli": {
+        "app",
+        "stack",
+        "secretstore",
+        "config",
+        "errors",
+        "demo",
+        "identity",
+        "loadtest",
+        "accessapi",
+    },
+    # Drives the stack from outside: reads its outputs, never imports the proxy or access API.
+    "loadtest": {"config", "errors", "stack", "observability"},
+    # DESIGN §3: the access API talks to the proxy over the wire only.
+    "accessapi": {"identity", "secretstore", "config", "errors", "observability"},
     "demo": {"stack", "secretstore", "config", "errors", "identity"},
 }
 STDLIB_NAMES_NOT_TO_SHADOW = {"secrets", "http", "logging", "token", "queue", "ssl", "socket"}

@@ -23,6 +23,7 @@ from tenantproxy.config import FileSecretStoreConfig
 from tenantproxy.secretstore import FileSecretStore, Secret
 from tenantproxy.stack import StackSettings, down, up
 from tenantproxy.stack.outputs import read_admin_credentials
+from tests.integration.moto_server import moto_endpoint  # noqa: F401  (a fixture for all)
 
 START_PROXY_ENV = "TENANTPROXY_TEST_START_PROXY"
 

@@ -19,10 +19,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tenantproxy.config import FileSecretStoreConfig
+from tenantproxy.config import FileSecretStoreConfig, IamAuthConfig
+from tenantproxy.identity.access import TenantAccess
 from tenantproxy.identity.tokens import generate_db_auth_token
 from tenantproxy.secretstore import FileSecretStore
 from tests.integration.clients import ca_path, host_port, pymysql_connect
+from tests.integration.identity_server import ACCOUNT_ID, REGION, IdentityServer
 from tests.integration.proxy_thread import ProxyThread, proxy_config_from_stack
 
 pytestmark = pytest.mark.integration
@@ -265,3 +267,55 @@ def test_login_and_query_succeed_exactly_when_scope_user_and_database_match(
         assert exc.args[0] in (1044, 1045)
         succeeded = False
     assert succeeded == expected
+
+
+def test_an_explicit_deny_in_the_role_policy_wins_over_a_matching_session_policy(stack, tmp_path):
+    """A second identity service whose role allows every DB user but denies user101."""
+    resource = f"arn:aws:rds-db:{REGION}:{ACCOUNT_ID}:dbuser:{stack.outputs['ProxyResourceId']}"
+    role_policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "rds-db:connect", "Resource": f"{resource}/*"},
+            {"Effect": "Deny", "Action": "rds-db:*", "Resource": f"{resource}/user101"},
+        ],
+    }
+    role_arn = f"arn:aws:iam::{ACCOUNT_ID}:role/deny-one"
+    principal = {
+        "name": "tester",
+        "access_key_id": "AKIATESTDENYONE0001",
+        "secret_access_key": "test-secret-key-that-is-long-enough",
+        "may_assume": [role_arn],
+    }
+    service = IdentityServer.start(tmp_path, {"deny-one": json.dumps(role_policy)}, [principal])
+    try:
+        key_file = tmp_path / "identity.key"
+        iam = IamAuthConfig(
+            key_file=key_file,
+            region=REGION,
+            account_id=ACCOUNT_ID,
+            proxy_resource_id=stack.outputs["ProxyResourceId"],
+        )
+        with ProxyThread(proxy_config_from_stack(stack.outputs, iam_auth=iam)) as proxy:
+            endpoint = proxy.endpoint("read_only")
+            access = TenantAccess(
+                sts_endpoint=service.url,
+                region=REGION,
+                account_id=ACCOUNT_ID,
+                proxy_resource_id=stack.outputs["ProxyResourceId"],
+                role_arn=role_arn,
+                access_key_id=principal["access_key_id"],
+                secret_access_key=principal["secret_access_key"],
+            )
+            host, port = host_port(endpoint)
+            ca_file = ca_path(stack.outputs)
+            for user, is_allowed in (("user100", True), ("user101", False)):
+                token = access.token(access.assume(user), host, port, user)
+                database = user.replace("user", "user_database")
+                if is_allowed:
+                    pymysql_connect(endpoint, user, token, database, ca_file).close()
+                else:
+                    with pytest.raises(pymysql.err.OperationalError) as caught:
+                        pymysql_connect(endpoint, user, token, database, ca_file)
+                    assert caught.value.args[0] == 1045
+    finally:
+        service.stop()

@@ -20,9 +20,18 @@ def main() -> None:
 
 def _register_subcommands() -> None:
     # Each subcommand lives in its own module, cli/<module>.py, as ``command``.
-    from tenantproxy.cli import demo, proxy, secret_store, stack
+    from tenantproxy.cli import (
+        accessapi,
+        db_token,
+        demo,
+        identity,
+        loadtest,
+        proxy,
+        secret_store,
+        stack,
+    )
 
-    for module in (stack, proxy, secret_store, demo):
+    for module in (stack, proxy, secret_store, demo, identity, db_token, accessapi, loadtest):
         main.add_command(module.command)
 
 

@@ -96,7 +96,9 @@ class IdentityConfig(_Strict):
         for principal in self.principals:
             unknown = [arn for arn in principal.may_assume if arn not in arns]
             if unknown:
-                raise ValueError(f"principal {principal.name}: may_assume names no role {unknown[0]}")
+                raise ValueError(
+                    f"principal {principal.name}: may_assume names no role {unknown[0]}"
+                )
         return self
 
     def role_arn(self, role: RoleConfig) -> str:

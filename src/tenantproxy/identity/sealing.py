@@ -72,7 +72,9 @@ def unseal(key: bytes, token: str) -> dict[str, Any]:
     if len(sealed) < NONCE_BYTES + 16:
         raise SealError("token is too short")
     try:
-        plaintext = AESGCM(key).decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], VERSION.encode())
+        plaintext = AESGCM(key).decrypt(
+            sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], VERSION.encode()
+        )
     except InvalidTag:
         raise SealError("token was not sealed with this key, or was altered") from None
     payload = json.loads(plaintext)

@@ -14,8 +14,10 @@ caller's policy (``sts.py``, ``tokens.py``).
 from __future__ import annotations
 
 import calendar
+import contextlib
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,9 +31,13 @@ EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 SIGNATURE_PARAM = "X-Amz-Signature"
 
 
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
+_AMZ_DATE = re.compile(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z")
+
+
 def uri_encode(value: str) -> str:
     """SigV4's UriEncode: every byte but the unreserved characters percent-encoded."""
-    return quote(value, safe="-_.~")
+    return value if _UNRESERVED.fullmatch(value) else quote(value, safe="-_.~")
 
 
 def canonical_query(pairs: Iterable[tuple[str, str]]) -> str:
@@ -53,11 +59,18 @@ def canonical_request(
     headers: Mapping[str, str],
     payload_sha256: str,
 ) -> str:
-    """``headers``: lower-case name -> value (repeated headers joined with ``,``), signed ones only."""
+    """``headers``: the signed headers only, lower-case name -> value (repeats joined by ``,``)."""
     names = sorted(headers)
     lines = "".join(f"{name}:{' '.join(headers[name].split())}\n" for name in names)
     return "\n".join(
-        [method.upper(), quote(path or "/", safe="/~"), query, lines, ";".join(names), payload_sha256]
+        [
+            method.upper(),
+            quote(path or "/", safe="/~"),
+            query,
+            lines,
+            ";".join(names),
+            payload_sha256,
+        ]
     )
 
 
@@ -104,10 +117,15 @@ def signature(secret_key: str, credential: Credential, amz_date: str, canonical:
 
 def parse_amz_date(value: str) -> float:
     """Epoch seconds of an ``X-Amz-Date`` (``20150830T123600Z``); raises SignatureError."""
-    try:
-        return float(calendar.timegm(time.strptime(value, AMZ_DATE_FORMAT)))
-    except ValueError:
-        raise SignatureError("X-Amz-Date is not yyyymmddThhmmssZ") from None
+    match = _AMZ_DATE.fullmatch(value)
+    if match:
+        fields = tuple(int(part) for part in match.groups())
+        # timegm accepts some out-of-range fields (Feb 30): valid dates are those that round-trip.
+        with contextlib.suppress(ValueError):
+            epoch = calendar.timegm(fields)
+            if time.gmtime(epoch)[:6] == fields:
+                return float(epoch)
+    raise SignatureError("X-Amz-Date is not yyyymmddThhmmssZ")
 
 
 def format_amz_date(epoch_s: float) -> str:

@@ -29,6 +29,15 @@ SERVICE = "rds-db"
 ACTION = "rds-db:connect"
 MAX_EXPIRES_S = 900
 _POLICY_CACHE_SIZE = 1024
+# What sts.py seals (plus session_policy, maybe None); other sealed payloads are refused.
+_SESSION_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "access_key_id": str,
+    "secret_access_key": str,
+    "role_arn": str,
+    "role_policy": str,
+    "session_name": str,
+    "expires_at": (int, float),
+}
 
 
 def _host_header(host: str, port: int) -> str:
@@ -124,7 +133,9 @@ class DbAuthTokenVerifier:
             ACTION,
             resource,
             [self._policy(session["role_policy"])],
-            None if session["session_policy"] is None else self._policy(session["session_policy"]),
+            None
+            if session.get("session_policy") is None
+            else self._policy(session["session_policy"]),
         )
         if not decision.is_allowed:
             raise TokenRejected(f"{ACTION} on {resource} denied: {decision.reason}")
@@ -175,7 +186,9 @@ class DbAuthTokenVerifier:
             session = unseal(self._key, token)
         except SealError:
             raise TokenRejected("session token not sealed by this identity service") from None
-        if session.get("expires_at", 0) <= self._clock():
+        if not all(isinstance(session.get(k), kind) for k, kind in _SESSION_FIELDS.items()):
+            raise TokenRejected("session token lacks the fields of an AssumeRole session")
+        if session["expires_at"] <= self._clock():
             raise TokenRejected("session expired")
         if session.get("access_key_id") != presigned.credential.access_key_id:
             raise TokenRejected("token's access key is not the session's")

@@ -37,6 +37,7 @@ OUTPUT_KEYS = (
     "ProxyResourceId",
     "TenantAccessRoleArn",
     "AccessPrincipalCredentials",
+    "APIGatewayURL",
 )
 
 
@@ -85,6 +86,14 @@ class StackFiles:
     @property
     def proxy_log(self) -> Path:
         return self.state_dir / "proxy.log"
+
+    @property
+    def access_api_config(self) -> Path:
+        return self.state_dir / "accessapi.toml"
+
+    @property
+    def access_api_log(self) -> Path:
+        return self.state_dir / "accessapi.log"
 
     @property
     def outputs(self) -> Path:

@@ -44,6 +44,9 @@ class StackSettings(BaseModel):
     account_id: str = Field(
         default="123456789012", pattern=r"^\d{12}$", description="the identity service's account"
     )
+    api_concurrency_limit: int = Field(
+        default=100, ge=1, description="the access API's per-stage limit (Lambda concurrency)"
+    )
     startup_timeout_s: float = Field(default=60.0, gt=0, description="per process, to listen")
     stop_timeout_s: float = Field(default=30.0, gt=0, description="SIGTERM, then SIGKILL")
 

@@ -26,7 +26,7 @@ from rich.table import Table
 
 from tenantproxy.errors import StackError
 from tenantproxy.secretstore import FileSecretStore, Secret
-from tenantproxy.stack import mariadb, outputs, replication, seeding
+from tenantproxy.stack import access_api, mariadb, outputs, replication, seeding
 from tenantproxy.stack.certificates import CertificateFiles, create_certificates
 from tenantproxy.stack.identity_service import (
     IdentityPlan,
@@ -190,6 +190,10 @@ class _StackBuilder:
         result = outputs.build_outputs(self.files, certs.ca_cert, endpoints, clusters, proxy_pid)
         result |= identity_outputs(identity, self.files.access_principal_credentials)
         result["ProxyMetricsEndpoint"] = f"http://{mariadb.HOST}:{metrics_port}/metrics"
+        result["APIGatewayURL"] = None
+        if settings.load_test:
+            with self._step("starting the access API"):
+                result["APIGatewayURL"] = self._start_access_api(result)
         outputs.write_outputs(self.files, result)
         self.console.print(f"Stack up in {time.monotonic() - started:.1f} s: {self.files.outputs}")
         return result
@@ -303,6 +307,18 @@ class _StackBuilder:
         )
         wait_for_port(other, self.settings.startup_timeout_s)
         return record.pid
+
+    def _start_access_api(self, stack_outputs: dict[str, Any]) -> str:
+        (port,) = free_ports(1)
+        config = access_api.access_api_config(self.settings, stack_outputs, port)
+        access_api.write_access_api_config(self.files.access_api_config, config)
+        argv = access_api.access_api_argv(self.files)
+        record = start_detached(
+            access_api.ACCESS_API_PROCESS, argv, self.files.access_api_log, port=port
+        )
+        self.state.add(record)
+        wait_for_port(record, self.settings.startup_timeout_s)
+        return access_api.api_gateway_url(port)
 
     def _wait_replicas(self, clusters: dict[str, list[InstanceSpec]]) -> None:
         jobs: list[Callable[[], object]] = []

@@ -1,0 +1,117 @@
+"""`tenantproxy loadtest` against a real stack: Locust's files, samples.csv and run.json appear,
+and Locust's master/worker mode counts the workers' requests.
+
+The session stack's tenants log in with passwords (iam_auth disabled), so its proxy stage answers
+500s: these tests check that the harness records what happens, not what the stages answer.
+Set TENANTPROXY_TEST_LOADTEST_STATE_DIR to run them against a stack brought up by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from tenantproxy.loadtest.runner import LoadTestOptions, RunResult, run
+from tenantproxy.loadtest.samples import read_samples
+
+pytestmark = pytest.mark.integration
+
+STATE_DIR_ENV = "TENANTPROXY_TEST_LOADTEST_STATE_DIR"
+QUICK = {"wait_min_s": 0.5, "wait_max_s": 1.0, "sample_interval_s": 2.0, "stop_timeout_s": 2}
+
+
+@pytest.fixture(scope="module")
+def stack_state_dir(request: pytest.FixtureRequest) -> Path:
+    by_hand = os.environ.get(STATE_DIR_ENV)
+    if by_hand:
+        return Path(by_hand)
+    stack = request.getfixturevalue("stack")
+    if "APIGatewayURL" not in stack.outputs:
+        pytest.skip("the stack runs no access API yet (no APIGatewayURL in outputs.json)")
+    state_dir: Path = stack.state_dir
+    return state_dir
+
+
+@pytest.fixture(scope="module")
+def headless_run(stack_state_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> RunResult:
+    options = LoadTestOptions(
+        users=20,
+        spawn_rate=10,
+        run_time_s=20,
+        report_dir=tmp_path_factory.mktemp("reports"),
+        state_dir=stack_state_dir,
+        **QUICK,  # type: ignore[arg-type]
+    )
+    return run(options, say=lambda line: None)
+
+
+def instance_names(state_dir: Path) -> set[str]:
+    outputs = json.loads((state_dir / "outputs.json").read_text())
+    return {
+        instance["name"]
+        for key in ("ProxyClusterInstances", "NoProxyClusterInstances")
+        for instance in outputs[key]
+    }
+
+
+def test_a_headless_run_leaves_locusts_report_and_csvs(headless_run: RunResult) -> None:
+    run_dir = headless_run.run_dir
+    assert headless_run.locust_exit_code == 0
+    for name in ("locust.html", "locust_stats.csv", "locust_stats_history.csv"):
+        assert (run_dir / name).stat().st_size > 0, name
+    assert headless_run.report_index.is_file()
+
+
+def test_samples_hold_series_for_both_stages_and_every_database_instance(
+    headless_run: RunResult, stack_state_dir: Path
+) -> None:
+    series: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    for sample in read_samples(headless_run.run_dir / "samples.csv"):
+        series[(sample.source, sample.instance, sample.metric)].append(sample.value)
+    for stage in ("proxy", "noproxy"):
+        assert any(v > 0 for v in series[("stage", stage, "requests_per_s")]), stage
+        assert series[("stage", stage, "p50_ms")], stage
+    for name in instance_names(stack_state_dir):
+        for metric in ("cpu_percent", "threads_connected", "queries_per_s",
+                       "connections_per_s", "innodb_rows_read_per_s"):  # fmt: skip
+            assert series[("database", name, metric)], (name, metric)
+    # A run of 20 s sampled every 2 s: about ten ticks per series, not one.
+    assert len(series[("stage", "noproxy", "requests_per_s")]) >= 5
+
+
+def test_run_json_records_the_options_the_stack_and_the_machine(headless_run: RunResult) -> None:
+    record = json.loads((headless_run.run_dir / "run.json").read_text())
+    assert record["start"] < record["end"]
+    assert record["options"]["users"] == 20 and record["options"]["wait_max_s"] == 1.0
+    assert record["tenants"] >= 1
+    assert "APIGatewayURL" in record["outputs"]
+    assert "AdminCredentials" not in record["outputs"]
+    assert record["machine"]["nproc"] >= 1
+
+
+def test_workers_mode_runs_a_master_and_two_workers_whose_requests_count(
+    stack_state_dir: Path, tmp_path: Path
+) -> None:
+    options = LoadTestOptions(
+        users=10,
+        spawn_rate=10,
+        run_time_s=8,
+        workers=2,
+        report_dir=tmp_path,
+        state_dir=stack_state_dir,
+        **QUICK,  # type: ignore[arg-type]
+    )
+    result = run(options, say=lambda line: None)
+    master_log = (result.run_dir / "locust-master.log").read_text()
+    assert "2 workers connected" in master_log
+    with (result.run_dir / "locust_stats.csv").open() as stats:
+        aggregated = next(line for line in stats if ",Aggregated," in line)
+    assert int(aggregated.split(",")[2]) > 0
+    assert sorted(p.name for p in result.run_dir.glob("locust-worker*.log")) == [
+        "locust-worker1.log",
+        "locust-worker2.log",
+    ]
