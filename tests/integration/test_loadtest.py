@@ -1,9 +1,10 @@
 """`tenantproxy loadtest` against a real stack: Locust's files, samples.csv and run.json appear,
-and Locust's master/worker mode counts the workers' requests.
+the report opens in a browser with every chart drawn, and Locust's master/worker mode counts the
+workers' requests.
 
-The session stack's tenants log in with passwords (iam_auth disabled), so its proxy stage answers
-500s: these tests check that the harness records what happens, not what the stages answer.
-Set TENANTPROXY_TEST_LOADTEST_STATE_DIR to run them against a stack brought up by hand.
+The runs use tenants 0-4, switched to token login (iam_auth = "required") for the module, so
+that the proxy stage does what the write-up's does. Set TENANTPROXY_TEST_LOADTEST_STATE_DIR to
+run them against a stack brought up by hand.
 """
 
 from __future__ import annotations
@@ -11,17 +12,47 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser
 
+from tenantproxy.config import FileSecretStoreConfig
 from tenantproxy.loadtest.runner import LoadTestOptions, RunResult, run
 from tenantproxy.loadtest.samples import read_samples
+from tenantproxy.secretstore import FileSecretStore
+from tests.integration.browser import assert_every_chart_draws_lines, browser, charts_in
 
 pytestmark = pytest.mark.integration
 
 STATE_DIR_ENV = "TENANTPROXY_TEST_LOADTEST_STATE_DIR"
-QUICK = {"wait_min_s": 0.5, "wait_max_s": 1.0, "sample_interval_s": 2.0, "stop_timeout_s": 2}
+QUICK = {
+    "wait_min_s": 0.5,
+    "wait_max_s": 1.0,
+    "sample_interval_s": 2.0,
+    "stop_timeout_s": 2,
+    "tenants": 5,
+}
+__all__ = ["browser"]  # a fixture
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tenants_log_in_with_tokens(stack_state_dir: Path) -> Iterator[None]:
+    outputs = json.loads((stack_state_dir / "outputs.json").read_text())
+    store = FileSecretStore.from_config(
+        FileSecretStoreConfig(
+            path=Path(outputs["SecretStore"]), key_file=Path(outputs["SecretsKeyFile"])
+        )
+    )
+    names = [f"tenants/user{i}" for i in range(5)]
+    originals = {name: store.get(name) for name in names}
+    store.put_many(
+        {n: replace(s, extra={**s.extra, "iam_auth": "required"}) for n, s in originals.items()}
+    )
+    yield
+    store.put_many(originals)
 
 
 @pytest.fixture(scope="module")
@@ -75,12 +106,20 @@ def test_samples_hold_series_for_both_stages_and_every_database_instance(
     for stage in ("proxy", "noproxy"):
         assert any(v > 0 for v in series[("stage", stage, "requests_per_s")]), stage
         assert series[("stage", stage, "p50_ms")], stage
+        assert sum(series[("stage", stage, "http_5xx_per_s")]) == 0, stage
     for name in instance_names(stack_state_dir):
         for metric in ("cpu_percent", "threads_connected", "queries_per_s",
                        "connections_per_s", "innodb_rows_read_per_s"):  # fmt: skip
             assert series[("database", name, metric)], (name, metric)
     # A run of 20 s sampled every 2 s: about ten ticks per series, not one.
     assert len(series[("stage", "noproxy", "requests_per_s")]) >= 5
+
+
+def test_the_runs_report_opens_in_a_browser_with_every_chart_drawn(
+    headless_run: RunResult, browser: Browser, tmp_path: Path
+) -> None:
+    charts = charts_in(browser, headless_run.report_index, tmp_path / "report.png")
+    assert_every_chart_draws_lines(charts)
 
 
 def test_run_json_records_the_options_the_stack_and_the_machine(headless_run: RunResult) -> None:

@@ -1,4 +1,9 @@
-"""`tenantproxy demo`: stack up, a scripted session through the proxy, stack down."""
+"""`tenantproxy demo`: the write-up's experiment in one command.
+
+Stack up, a short scripted session through the proxy, the Locust load test of the proxy stage
+against the no-proxy stage, the report, stack down. The load's defaults are sized so that the
+whole demo takes about five minutes on a 2-core machine (see the README for why these).
+"""
 
 from __future__ import annotations
 
@@ -9,12 +14,19 @@ from rich.console import Console
 
 from tenantproxy.errors import TenantProxyError
 
+# 400 write-up users (5-9 s between calls) make ~57 requests/s: enough for the no-proxy side's
+# connection churn to show in replica CPU and connection counts, while Locust, the access API,
+# the identity service, the proxy and six MariaDB servers still share two cores.
+DEMO_USERS = 400
+DEMO_SPAWN_RATE = 10.0
+DEMO_RUN_TIME_S = 180
+
 
 @click.command("demo")
 @click.option(
     "--file",
     "stack_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False, path_type=Path),
     help="A stack file (TOML); defaults apply to what it does not set.",
 )
 @click.option(
@@ -29,15 +41,55 @@ from tenantproxy.errors import TenantProxyError
     type=click.Path(file_okay=False, path_type=Path),
     help="Where the stack lives (default ./.tenantproxy).",
 )
-@click.option("--keep", is_flag=True, help="Leave the stack running and print its outputs.")
+@click.option(
+    "--users",
+    type=click.IntRange(min=1),
+    default=DEMO_USERS,
+    show_default=True,
+    help="Locust users, each calling a random tenant's stage every 5-9 s.",
+)
+@click.option(
+    "--spawn-rate",
+    type=click.FloatRange(min=0.1),
+    default=DEMO_SPAWN_RATE,
+    show_default=True,
+    help="Users started per second.",
+)
+@click.option(
+    "--run-time-s",
+    type=click.IntRange(min=10),
+    default=DEMO_RUN_TIME_S,
+    show_default=True,
+    help="How long the load runs, seconds.",
+)
+@click.option(
+    "--report-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("loadtest-reports"),
+    show_default=True,
+    help="Where the run's report folder is made.",
+)
+@click.option(
+    "--keep",
+    is_flag=True,
+    help="Leave the stack running at the end and print its outputs "
+    "(a stack that was already running is always left running).",
+)
 def command(
-    stack_file: Path | None, overrides: tuple[str, ...], state_dir: Path | None, keep: bool
+    stack_file: Path | None,
+    overrides: tuple[str, ...],
+    state_dir: Path | None,
+    users: int,
+    spawn_rate: float,
+    run_time_s: int,
+    report_dir: Path,
+    keep: bool,
 ) -> None:
-    """Bring the stack up, run a scripted session through the proxy, bring it down.
-
-    Without --keep the stack is brought down at the end, even one that was already running.
-    """
+    """Bring the stack up, show a scripted session, load-test proxy against no proxy, report,
+    and bring the stack down. Prints the summary table and the report's path."""
     from tenantproxy.demo import ScriptedSession
+    from tenantproxy.loadtest.report import summary_table
+    from tenantproxy.loadtest.runner import LoadTestOptions, run
     from tenantproxy.stack import down, up
     from tenantproxy.stack.settings import load_stack_settings
     from tenantproxy.stack.stack import print_outputs
@@ -48,6 +100,20 @@ def command(
         result = up(settings, console)
         try:
             ScriptedSession(result.outputs, settings.tenants, settings.rows, console).run()
+            if not settings.load_test:
+                console.print("load_test = false: no no-proxy side to compare; no load test")
+                return
+            console.rule("load test: proxy stage against no-proxy stage")
+            options = LoadTestOptions(
+                users=users,
+                spawn_rate=spawn_rate,
+                run_time_s=run_time_s,
+                report_dir=report_dir,
+                state_dir=settings.state_dir,
+            )
+            run_result = run(options, say=console.print)
+            console.print(summary_table(run_result.run_dir), markup=False, highlight=False)
+            console.print(f"report: {run_result.report_index}")
         finally:
             if keep or result.was_running:
                 print_outputs(console, result.outputs)

@@ -38,6 +38,7 @@ FIELDS: tuple[tuple[str, str], ...] = (
     ("replica_cpu_peak_percent", "replica CPU peak (%)"),
     ("replica_cpu_mean_percent", "replica CPU mean (%)"),
     ("db_connections_peak", "database connections peak"),
+    ("db_new_connections_per_s", "new database connections/s (mean)"),
 )
 RATIO_LABEL = "ratio (proxy / noproxy)"
 MISSING = "n/a"
@@ -176,6 +177,8 @@ class StageSummary:
     replica_cpu_peak_percent: float | None
     replica_cpu_mean_percent: float | None
     db_connections_peak: float | None
+    # The churn the proxy saves: MariaDB's Connections counter, summed over the cluster.
+    db_new_connections_per_s: float | None
 
 
 @dataclass(frozen=True)
@@ -206,6 +209,7 @@ def summarize_stage(
     http_5xx = samples.get("stage", stage, "http_5xx_per_s")
     replica_cpu = samples.cluster_sum(stage, "cpu_percent", replicas_only=True)
     connections = samples.cluster_sum(stage, "threads_connected", replicas_only=False)
+    new_connections = samples.cluster_sum(stage, "connections_per_s", replicas_only=False)
     failure_ratio = None
     if totals.requests and totals.failures is not None:
         failure_ratio = totals.failures / totals.requests
@@ -221,6 +225,7 @@ def summarize_stage(
         replica_cpu_peak_percent=replica_cpu.peak() if replica_cpu else None,
         replica_cpu_mean_percent=replica_cpu.mean() if replica_cpu else None,
         db_connections_peak=connections.peak() if connections else None,
+        db_new_connections_per_s=new_connections.mean() if new_connections else None,
     )
 
 

@@ -268,3 +268,10 @@ def test_the_charts_draw_each_stage_in_its_own_colour_throughout(run_dir: Path) 
     assert {chart.chart_id for chart in charts} == PANELS
     assert all(len(colours) == 1 for colours in colours_by_stage.values())
     assert colours_by_stage["proxy"] != colours_by_stage["no proxy"]
+
+
+def test_new_database_connections_per_second_is_the_clusters_mean_churn(run_dir: Path) -> None:
+    stages = summarize_run(run_dir).stages
+    # noproxy: 8+8, 10+10, 12+12, 10+10 → mean 20; proxy: 0, 1+1, 0, 0 → mean 0.5.
+    assert stages["noproxy"].db_new_connections_per_s == pytest.approx(20.0)
+    assert stages["proxy"].db_new_connections_per_s == pytest.approx(0.5)
