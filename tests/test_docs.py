@@ -1,4 +1,7 @@
-"""docs/configuration.md keeps up with the config models, and its examples are valid."""
+"""The docs keep up with the config models, and their TOML examples are valid.
+
+Each model's fields must be named (as `field`) in the doc listed for it below.
+"""
 
 from __future__ import annotations
 
@@ -9,54 +12,85 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from tenantproxy.config import EndpointConfig, FileSecretStoreConfig, ProxyConfig, TargetConfig
+from tenantproxy.accessapi.config import AccessApiConfig
+from tenantproxy.config import (
+    AwsSecretStoreConfig,
+    EndpointConfig,
+    FileSecretStoreConfig,
+    IamAuthConfig,
+    ProxyConfig,
+    TargetConfig,
+)
+from tenantproxy.identity.config import IdentityConfig, PrincipalConfig, RoleConfig
 from tenantproxy.stack.settings import StackSettings
 
-CONFIGURATION_DOC = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
-MODELS: list[type[BaseModel]] = [
-    ProxyConfig,
-    EndpointConfig,
-    TargetConfig,
-    FileSecretStoreConfig,
-    StackSettings,
-]
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+CONFIGURATION_DOC = DOCS / "configuration.md"
+IDENTITY_DOC = DOCS / "identity.md"
+# doc -> the models whose every field it must name
+MODELS_BY_DOC: dict[Path, list[type[BaseModel]]] = {
+    CONFIGURATION_DOC: [
+        ProxyConfig,
+        EndpointConfig,
+        TargetConfig,
+        FileSecretStoreConfig,
+        AwsSecretStoreConfig,
+        IamAuthConfig,
+        StackSettings,
+        AccessApiConfig,
+    ],
+    IDENTITY_DOC: [IdentityConfig, RoleConfig, PrincipalConfig],
+}
 FENCED_TOML = re.compile(r"^```toml\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 
-def doc_text() -> str:
-    return CONFIGURATION_DOC.read_text()
-
-
-def toml_examples() -> list[str]:
-    return FENCED_TOML.findall(doc_text())
+def toml_examples(doc: Path) -> list[str]:
+    return FENCED_TOML.findall(doc.read_text())
 
 
 @pytest.mark.parametrize(
-    ("model", "field"),
-    [(model, field) for model in MODELS for field in model.model_fields],
-    ids=lambda value: value if isinstance(value, str) else value.__name__,
+    ("doc", "model", "field"),
+    [
+        (doc, model, field)
+        for doc, models in MODELS_BY_DOC.items()
+        for model in models
+        for field in model.model_fields
+    ],
+    ids=lambda value: value.name if isinstance(value, Path) else getattr(value, "__name__", value),
 )
-def test_every_setting_is_in_the_configuration_reference(
-    model: type[BaseModel], field: str
-) -> None:
-    assert f"`{field}`" in doc_text(), f"{model.__name__}.{field} is not in {CONFIGURATION_DOC}"
-
-
-def test_the_reference_has_a_proxy_example_and_a_stack_example() -> None:
-    kinds = sorted(example_kind(tomllib.loads(text)) for text in toml_examples())
-    assert kinds.count("proxy") >= 1 and kinds.count("stack") >= 1, kinds
+def test_every_setting_is_in_its_doc(doc: Path, model: type[BaseModel], field: str) -> None:
+    assert f"`{field}`" in doc.read_text(), f"{model.__name__}.{field} is not in {doc}"
 
 
 def example_kind(document: dict[str, object]) -> str:
-    # A proxy config always has endpoints; a stack file never does.
-    return "proxy" if "endpoints" in document else "stack"
+    # A proxy config always has endpoints; an access API config always names the proxy's
+    # reader endpoint; a stack file has neither.
+    if "endpoints" in document:
+        return "proxy"
+    if "proxy_reader_endpoint" in document:
+        return "accessapi"
+    return "stack"
 
 
-@pytest.mark.parametrize("text", toml_examples(), ids=lambda text: text.splitlines()[0])
-def test_each_toml_example_parses_and_validates(text: str) -> None:
+def test_the_reference_has_proxy_stack_and_access_api_examples() -> None:
+    kinds = [example_kind(tomllib.loads(text)) for text in toml_examples(CONFIGURATION_DOC)]
+    assert {"proxy", "stack", "accessapi"} <= set(kinds), kinds
+
+
+@pytest.mark.parametrize(
+    "text", toml_examples(CONFIGURATION_DOC), ids=lambda text: text.splitlines()[0]
+)
+def test_each_configuration_example_parses_and_validates(text: str) -> None:
     # Validation does not open the paths, so the examples' paths need not exist here.
     document = tomllib.loads(text)
-    if example_kind(document) == "proxy":
-        ProxyConfig.model_validate(document)
-    else:
-        StackSettings.model_validate(document)
+    model = {"proxy": ProxyConfig, "accessapi": AccessApiConfig, "stack": StackSettings}
+    model[example_kind(document)].model_validate(document)
+
+
+def test_the_identity_doc_has_an_example() -> None:
+    assert toml_examples(IDENTITY_DOC)
+
+
+@pytest.mark.parametrize("text", toml_examples(IDENTITY_DOC), ids=lambda text: text.splitlines()[0])
+def test_each_identity_example_parses_and_validates(text: str) -> None:
+    IdentityConfig.model_validate(tomllib.loads(text))

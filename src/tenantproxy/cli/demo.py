@@ -2,7 +2,7 @@
 
 Stack up, a short scripted session through the proxy, the Locust load test of the proxy stage
 against the no-proxy stage, the report, stack down. The load's defaults are sized so that the
-whole demo takes about five minutes on a 2-core machine (see the README for why these).
+whole demo takes about four minutes on a 2-core machine (see the README for why these).
 """
 
 from __future__ import annotations
