@@ -76,7 +76,7 @@ class IamAuthConfig(_Strict):
     # The identity service's sealing key (AES-256-GCM), shared with the proxy.
     key_file: Path
     region: str = "us-east-1"
-    account_id: str = "000000000000"
+    account_id: str = "123456789012"  # the stack's and the identity service's default
     # The id in arn:aws:rds-db:<region>:<account>:dbuser:<proxy_resource_id>/<db user>.
     proxy_resource_id: str = "prx-tenantproxy"
     # host:port names a token may be signed for; empty: the proxy's endpoints.

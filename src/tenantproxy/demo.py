@@ -79,6 +79,7 @@ class ScriptedSession:
         with self._connect("ProxyEndpoint", tenant) as connection:
             connection.cursor().execute("INSERT INTO mytable (Column_A) VALUES (%s)", (marker,))
             connection.commit()
+        self._write_the_same_on_the_noproxy_cluster(tenant, marker)
         started = time.monotonic()
         with self._connect("ProxyReaderEndpoint", tenant) as connection:
             cursor = connection.cursor()
@@ -90,6 +91,26 @@ class ScriptedSession:
                     return
                 time.sleep(0.05)
         self._console.print("  [red]the row did not reach the replica within 10 s")
+
+    def _write_the_same_on_the_noproxy_cluster(self, tenant: int, marker: str) -> None:
+        """Both clusters keep the same data, so that the load test compares like with like."""
+        endpoint = self._outputs.get("NoProxyWriterEndpoint")
+        if not endpoint:
+            return
+        host, port = endpoint.rsplit(":", 1)
+        secret = self._secrets.get(f"{SECRET_PREFIX}user{tenant}")
+        connection = pymysql.connect(
+            host=host,
+            port=int(port),
+            user=secret.username,
+            password=secret.password,
+            database=secret.dbname,
+            ssl=self._tls,
+            connect_timeout=10,
+        )
+        with connection:
+            connection.cursor().execute("INSERT INTO mytable (Column_A) VALUES (%s)", (marker,))
+            connection.commit()
 
     def cross_tenant_access_is_denied(self, tenant: int, other: int) -> None:
         self._say(

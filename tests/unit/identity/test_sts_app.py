@@ -208,3 +208,21 @@ async def test_error_answers_have_the_sts_shape(client: httpx.AsyncClient) -> No
     assert xml.tag == "{https://sts.amazonaws.com/doc/2011-06-15/}ErrorResponse"
     assert xml.findtext("sts:Error/sts:Type", namespaces=NS) == "Sender"
     assert xml.findtext("sts:RequestId", namespaces=NS)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"PolicyArns.member.1.arn": "arn:aws:iam::aws:policy/ReadOnlyAccess"},
+        {"Tags.member.1.Key": "team"},
+        {"ExternalId": "x"},
+    ],
+)
+async def test_an_assume_role_parameter_we_do_not_implement_is_refused_not_ignored(
+    client: httpx.AsyncClient, params: dict[str, str]
+) -> None:
+    answer = await assume(client, **params)
+    assert error_code(answer) == (400, "InvalidParameterValue")
+    _, xml = answer
+    message = xml.findtext("sts:Error/sts:Message", namespaces=NS) or ""
+    assert next(iter(params)).split(".")[0] in message
