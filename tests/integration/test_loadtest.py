@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Browser
 
@@ -154,3 +157,39 @@ def test_workers_mode_runs_a_master_and_two_workers_whose_requests_count(
         "locust-worker1.log",
         "locust-worker2.log",
     ]
+
+
+def test_web_mode_serves_locusts_ui_at_the_address_written_to_outputs(
+    stack_state_dir: Path, tmp_path: Path
+) -> None:
+    options = LoadTestOptions(
+        users=4,
+        spawn_rate=4,
+        run_time_s=8,
+        web=True,
+        report_dir=tmp_path,
+        state_dir=stack_state_dir,
+        **QUICK,  # type: ignore[arg-type]
+    )
+    said: list[str] = []
+    finished: list[RunResult] = []
+    runner = threading.Thread(target=lambda: finished.append(run(options, say=said.append)))
+    runner.start()
+    outputs_file = stack_state_dir / "outputs.json"
+    address = None
+    deadline = time.monotonic() + 30
+    while address is None and time.monotonic() < deadline and runner.is_alive():
+        address = json.loads(outputs_file.read_text()).get("LocustAddress")
+        time.sleep(0.2)
+    assert address is not None, said
+    page = None
+    while page is None and time.monotonic() < deadline:  # written just before Locust listens
+        try:
+            page = httpx.get(address, timeout=10)
+        except httpx.ConnectError:
+            time.sleep(0.2)
+    runner.join(timeout=120)
+    assert page is not None and page.status_code == 200 and "locust" in page.text.lower()
+    assert any(address in line for line in said)
+    assert finished and finished[0].report_index.is_file()
+    assert "LocustAddress" not in json.loads(outputs_file.read_text())
