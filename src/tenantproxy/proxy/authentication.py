@@ -115,3 +115,36 @@ async def verify_token_login(
     except UnicodeDecodeError:
         return LoginVerdict(False, True, "token is not ASCII")
     return tokens.check(text, db_user)
+
+
+async def check_credentials(
+    db_user: str,
+    secret: Secret | None,
+    plugin_name: str,
+    auth_response: bytes,
+    *,
+    scramble: bytes,
+    is_tls: bool,
+    tokens: TokenChecker | None,
+    switch_plugin: SwitchPlugin,
+    confirm_fast_auth: Callable[[], None] | None = None,
+) -> LoginVerdict:
+    """The tenant's password, or a db-auth token when its secret requires one."""
+    if requires_token(secret):
+        return await verify_token_login(
+            db_user,
+            plugin_name,
+            auth_response,
+            is_tls=is_tls,
+            switch_plugin=switch_plugin,
+            tokens=tokens,
+        )
+    return await verify_login(
+        plugin_name,
+        auth_response,
+        secret,
+        scramble=scramble,
+        is_tls=is_tls,
+        switch_plugin=switch_plugin,
+        confirm_fast_auth=confirm_fast_auth,
+    )

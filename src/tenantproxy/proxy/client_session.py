@@ -1,9 +1,9 @@
 """One client connection's life in the proxy: handshake, login, lease, relay, goodbye.
 
 Phases (ALLOWED_TRANSITIONS below): the proxy answers the handshake itself, checks the client
-against its tenant's secret, leases a warm backend, then relays bytes both ways without decoding
-rows. It reads only packet headers and command bytes from the client, and the response tracker
-reads only the first bytes of the server's packets.
+against its tenant's secret (authentication.py), leases a warm backend (leasing.py), then relays
+bytes both ways without decoding rows (relay.py). COM_CHANGE_USER and COM_PROCESS_KILL are
+answered here.
 """
 
 from __future__ import annotations
@@ -12,29 +12,22 @@ import asyncio
 import enum
 import ssl
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
-from tenantproxy.errors import BackendError, BorrowTimeout, PoolClosed
 from tenantproxy.proxy import mysql_errors
 from tenantproxy.proxy.authentication import (
     LoginVerdict,
     SwitchPlugin,
+    check_credentials,
     requires_token,
-    verify_login,
-    verify_token_login,
 )
-from tenantproxy.proxy.backends import (
-    BackendCommandFailed,
-    BackendConnection,
-    BackendLoginRejected,
-    BackendProfile,
-)
+from tenantproxy.proxy.backends import BackendProfile
+from tenantproxy.proxy.client_channel import ClientChannel
+from tenantproxy.proxy.leasing import HeldBackend, LeaseRefused, give_back, lease_backend
 from tenantproxy.proxy.mysql_errors import MysqlError
-from tenantproxy.proxy.tls import TlsChannel
+from tenantproxy.proxy.relay import Relay
 from tenantproxy.secretstore import Secret
-from tenantproxy.wire.mysql import auth_plugins, commands
-from tenantproxy.wire.mysql.constants import Command
+from tenantproxy.wire.mysql import auth_plugins
 from tenantproxy.wire.mysql.errors import PacketTooLarge, ProtocolError
 from tenantproxy.wire.mysql.events import (
     NEED_DATA,
@@ -42,15 +35,15 @@ from tenantproxy.wire.mysql.events import (
     LoginRequested,
     TlsRequested,
 )
-from tenantproxy.wire.mysql.framing import PacketDecoder, PacketSplitter, WirePacket, encode_packet
+from tenantproxy.wire.mysql.framing import PacketDecoder, PacketSplitter, encode_packet
 from tenantproxy.wire.mysql.handshake import AuthSwitchRequest, ComChangeUser
 from tenantproxy.wire.mysql.responses import ErrPacket, OkPacket
 from tenantproxy.wire.mysql.server_connection import ServerConnection, ServerPhase
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from tenantproxy.config import EndpointConfig
-    from tenantproxy.pool import Lease, Pool
-    from tenantproxy.proxy.routing import TargetState
     from tenantproxy.proxy.server import ProxyContext
 
 
@@ -72,12 +65,6 @@ ALLOWED_TRANSITIONS: dict[SessionPhase, set[SessionPhase]] = {
 _MAX_FIRST_PACKET_BYTES = 64 * 1024
 # MariaDB's connect_timeout default: a client must finish its login within it.
 _HANDSHAKE_TIMEOUT_S = 10.0
-# Commands the proxy answers itself instead of relaying them.
-_ANSWERED_BY_THE_PROXY = frozenset(
-    (Command.COM_QUIT, Command.COM_CHANGE_USER, Command.COM_PROCESS_KILL)
-)
-# Backends tried before the client is told that none answers.
-_LIVENESS_ATTEMPTS = 3
 
 
 class ClientSession(asyncio.Protocol):
@@ -91,18 +78,13 @@ class ClientSession(asyncio.Protocol):
         self.username: str | None = None
         self.last_activity = time.monotonic()
         self.closed = asyncio.get_running_loop().create_future()
-        self._transport: asyncio.Transport | None = None
-        self._peer_host = "unknown"
-        self._tls: TlsChannel | None = None
+        self._client: ClientChannel | None = None
         self._server: ServerConnection | None = None
-        self._pending = b""  # plaintext not yet given to the ServerConnection
+        self._pending = b""  # plaintext read but not yet handled
         self._inbox = asyncio.Event()
         self._splitter = PacketSplitter(context.config.max_packet_bytes)
-        self._lease: Lease[BackendConnection] | None = None
-        self._lease_pool: Pool[BackendConnection] | None = None
-        self._lease_target: TargetState | None = None
-        self._backend: BackendConnection | None = None
-        self._profile: BackendProfile | None = None
+        self._held: HeldBackend | None = None
+        self._relay: Relay | None = None
         self._change_user_decoder: PacketDecoder | None = None
         self._change_user_sequence_id = 1
 
@@ -113,11 +95,16 @@ class ClientSession(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
-        self._transport = cast(asyncio.Transport, transport)
-        transport = self._transport
-        peer = transport.get_extra_info("peername")
-        self._peer_host = peer[0] if peer else "localhost"
+        self._client = client = ClientChannel(cast(asyncio.Transport, transport))
         config = self._context.config
+        if len(self._context.sessions) >= config.max_clients:
+            # MySQL's answer when max_connections is reached, sent instead of the handshake.
+            client.write(
+                encode_packet(ErrPacket(*mysql_errors.TOO_MANY_CONNECTIONS).encode(), 0)[0]
+            )
+            client.close()
+            self.phase = SessionPhase.CLOSED
+            return
         self._server = ServerConnection(
             connection_id=self.session_id,
             server_version=self._context.server_version(),
@@ -125,31 +112,22 @@ class ClientSession(asyncio.Protocol):
             is_tls_offered=self._context.client_tls_context is not None,
             max_packet_bytes=config.max_packet_bytes,
         )
-        if len(self._context.sessions) >= config.max_clients:
-            # MySQL's answer when max_connections is reached, sent instead of the handshake.
-            error = mysql_errors.TOO_MANY_CONNECTIONS
-            transport.write(encode_packet(ErrPacket(*error).encode(), 0)[0])
-            transport.close()
-            self.phase = SessionPhase.CLOSED
-            return
         self._context.sessions[self.session_id] = self
-        transport.write(self._server.initial_handshake())
+        client.write(self._server.initial_handshake())
         self._context.spawn(self._log_in())
 
     def data_received(self, data: bytes) -> None:
         self.last_activity = time.monotonic()
-        if self._tls is not None:
-            try:
-                data = self._tls.receive_encrypted(data)
-            except ssl.SSLError:
-                self._abort()
-                return
-            self._flush_tls()
-            if not data:
-                return
-        if self.phase is SessionPhase.RELAYING:
-            self._relay_from_client(data)
-        else:
+        assert self._client is not None
+        try:
+            data = self._client.decrypt(data)
+        except ssl.SSLError:
+            self._client.abort()
+            self._end_session()
+            return
+        if self._relay is not None and self.phase is SessionPhase.RELAYING:
+            self._relay.from_client(data)
+        elif data:
             self._pending += data
             self._inbox.set()
 
@@ -158,49 +136,68 @@ class ClientSession(asyncio.Protocol):
         self._end_session()
 
     def pause_writing(self) -> None:
-        # The client reads slower than its backend sends: stop reading from the backend.
-        if self._backend is not None and self._backend.transport is not None:
-            self._backend.transport.pause_reading()
+        if self._relay is not None:
+            self._relay.pause_backend()
 
     def resume_writing(self) -> None:
-        if self._backend is not None and self._backend.transport is not None:
-            self._backend.transport.resume_reading()
+        if self._relay is not None:
+            self._relay.resume_backend()
+
+    # -- what the relay hands back (relay.SessionHooks) --------------------------------------
+
+    def quit(self) -> None:
+        self._close()
+
+    def fail(self, error: MysqlError) -> None:
+        self._send_error_and_close(error, sequence_id=1)
+
+    def backend_lost(self) -> None:
+        # The database dropped the connection: the client cannot go on with this session.
+        self._context.log.info("session %d: backend connection lost", self.session_id)
+        self._close()
+
+    def change_user(self, payload: bytes, later: bytes) -> None:
+        self._move_to(SessionPhase.CHANGING_USER)
+        self._pending = later
+        self._context.spawn(self._change_user(payload))
+
+    def kill(self, payload: bytes) -> None:
+        """COM_PROCESS_KILL names a proxy session id (the id our handshake gave)."""
+        thread_id = int.from_bytes(payload[1:5], "little")
+        victim = self._context.sessions.get(thread_id)
+        if victim is None or victim.username != self.username:
+            self._write_packet(ErrPacket(*mysql_errors.unknown_thread(thread_id)).encode(), 1)
+            return
+        self._write_packet(self._ok_payload(), 1)
+        victim.close_for_shutdown()
 
     # -- writing to the client -------------------------------------------------------------
 
-    def _write(self, data: bytes) -> None:
-        transport = self._transport
-        if transport is None or transport.is_closing():
-            return
-        if self._tls is not None:
-            data = self._tls.encrypt(data)
-        transport.write(data)
+    def _write_packet(self, payload: bytes, sequence_id: int) -> None:
+        assert self._client is not None
+        self._client.write(encode_packet(payload, sequence_id)[0])
 
-    def _flush_tls(self) -> None:
-        assert self._tls is not None and self._transport is not None
-        outgoing = self._tls.pending_encrypted()
-        if outgoing:
-            self._transport.write(outgoing)
+    def _ok_payload(self) -> bytes:
+        assert self._server is not None
+        status = self._held.connection.status_flags if self._held else None
+        ok = OkPacket() if status is None else OkPacket(status_flags=status)
+        return ok.encode(self._server.negotiated_capabilities)
 
     def _send_error_and_close(self, error: MysqlError, sequence_id: int | None = None) -> None:
         """Sends ERR and closes. Without a sequence id, the ServerConnection numbers it; once it
         has given up on a broken handshake, 2 follows the client's HandshakeResponse41 (1)."""
-        payload = ErrPacket(error.code, error.sql_state, error.message).encode()
+        assert self._client is not None
         server = self._server
         if sequence_id is None and server is not None and server.phase is not ServerPhase.CLOSED:
-            self._write(server.send_error(*error))
+            self._client.write(server.send_error(*error))
         else:
-            self._write(encode_packet(payload, 2 if sequence_id is None else sequence_id)[0])
+            payload = ErrPacket(error.code, error.sql_state, error.message).encode()
+            self._write_packet(payload, 2 if sequence_id is None else sequence_id)
         self._close()
 
     def _close(self) -> None:
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.close()
-        self._end_session()
-
-    def _abort(self) -> None:
-        if self._transport is not None:
-            self._transport.abort()
+        if self._client is not None:
+            self._client.close()
         self._end_session()
 
     # -- login -----------------------------------------------------------------------------
@@ -216,6 +213,15 @@ class ClientSession(asyncio.Protocol):
         except (ProtocolError, ssl.SSLError) as exc:
             self._context.log.info("session %d: bad handshake: %s", self.session_id, exc)
             self._send_error_and_close(mysql_errors.BAD_HANDSHAKE)
+
+    async def _log_in_steps(self) -> None:
+        event = await self._next_login_event()
+        if isinstance(event, TlsRequested):
+            self._start_tls()
+            event = await self._next_login_event()
+        if not isinstance(event, LoginRequested):
+            raise ProtocolError(f"expected a login, got {type(event).__name__}")
+        await self._accept_login(event)
 
     async def _next_login_event(self) -> object:
         server = self._server
@@ -234,54 +240,42 @@ class ClientSession(asyncio.Protocol):
 
     def _feed_server(self) -> bool:
         """Gives pending plaintext to the ServerConnection; False when there is none."""
-        assert self._server is not None
+        assert self._server is not None and self._client is not None
         if not self._pending:
             return False
-        if self._tls is None:
-            # Before TLS starts, give exactly one packet: the bytes after an SSLRequest are the
-            # client's TLS ClientHello, which must go to TLS, not to the MySQL parser.
-            if len(self._pending) < 4:
-                return False
-            length = int.from_bytes(self._pending[:3], "little")
-            if length > _MAX_FIRST_PACKET_BYTES:
-                raise ProtocolError(f"first packet of {length} bytes is not a handshake")
-            if len(self._pending) < 4 + length:
-                return False
-            packet, self._pending = self._pending[: 4 + length], self._pending[4 + length :]
-            self._server.receive_data(packet)
-        else:
+        if self._client.is_tls or self._server.phase is not ServerPhase.HANDSHAKE:
             self._server.receive_data(self._pending)
             self._pending = b""
+            return True
+        # Before TLS starts, give exactly one packet: the bytes after an SSLRequest are the
+        # client's TLS ClientHello, which must go to TLS, not to the MySQL parser.
+        if len(self._pending) < 4:
+            return False
+        length = int.from_bytes(self._pending[:3], "little")
+        if length > _MAX_FIRST_PACKET_BYTES:
+            raise ProtocolError(f"first packet of {length} bytes is not a handshake")
+        if len(self._pending) < 4 + length:
+            return False
+        packet, self._pending = self._pending[: 4 + length], self._pending[4 + length :]
+        self._server.receive_data(packet)
         return True
-
-    async def _log_in_steps(self) -> None:
-        event = await self._next_login_event()
-        if isinstance(event, TlsRequested):
-            self._start_tls()
-            event = await self._next_login_event()
-        if not isinstance(event, LoginRequested):
-            raise ProtocolError(f"expected a login, got {type(event).__name__}")
-        await self._accept_login(event)
 
     def _start_tls(self) -> None:
         context = self._context.client_tls_context
-        assert context is not None and self._server is not None
-        self._tls = TlsChannel(context)
+        assert context is not None and self._server is not None and self._client is not None
         self._context.metrics.count("ClientConnectionsTLS")
         self._server.tls_started()
         early, self._pending = self._pending, b""
-        self._pending = self._tls.receive_encrypted(early) if early else b""
-        self._flush_tls()
+        self._pending = self._client.start_tls(context, early)
 
     async def _accept_login(self, login: LoginRequested) -> None:
-        server = self._server
-        assert server is not None
-        if self._context.config.require_tls and self._tls is None:
-            self._context.metrics.count("ClientConnectionsNoTLS")
-            self._send_error_and_close(mysql_errors.INSECURE_TRANSPORT)
-            return
+        server, client = self._server, self._client
+        assert server is not None and client is not None
         secret = await self._context.secrets.find(login.username)
-        if requires_token(secret) and self._tls is None:
+        is_tls_missing = not client.is_tls and (
+            self._context.config.require_tls or requires_token(secret)
+        )
+        if is_tls_missing:
             self._context.metrics.count("ClientConnectionsNoTLS")
             self._send_error_and_close(mysql_errors.INSECURE_TRANSPORT)
             return
@@ -291,33 +285,20 @@ class ClientSession(asyncio.Protocol):
             login.auth_plugin_name,
             login.auth_response,
             switch_plugin=self._switch_plugin_at_login,
-            confirm_fast_auth=lambda: self._write(server.send_auth_more_data(b"\x03")),
+            confirm_fast_auth=lambda: client.write(server.send_auth_more_data(b"\x03")),
         )
         if not verdict.is_accepted:
-            self._context.log.info(
-                "session %d: login refused for %r: %s",
-                self.session_id,
-                login.username,
-                verdict.reason,
-            )
-            self._context.metrics.count("ClientConnectionsSetupFailedAuth")
-            error = mysql_errors.access_denied(
-                login.username, self._peer_host, is_password_used=verdict.is_password_used
-            )
-            self._send_error_and_close(error)
+            self._refuse_login(login.username, verdict, sequence_id=None)
             return
         self.username = login.username
-        self._profile = BackendProfile.of_client(
+        profile = BackendProfile.of_client(
             server.negotiated_capabilities, login.character_set, login.database
         )
-        if await self._lease_backend(login.username, login.database):
-            assert self._backend is not None
-            self._write(server.send_ok(status_flags=self._backend.status_flags))
-            self._move_to(SessionPhase.RELAYING)
+        if await self._lease_backend(login.username, profile, login.database):
+            assert self._held is not None
+            client.write(server.send_ok(status_flags=self._held.connection.status_flags))
+            self._start_relaying()
             self._context.metrics.count("ClientConnectionsSetupSucceeded")
-            if self._pending:
-                early, self._pending = self._pending, b""
-                self._relay_from_client(early)
 
     async def _check_credentials(
         self,
@@ -329,281 +310,79 @@ class ClientSession(asyncio.Protocol):
         switch_plugin: SwitchPlugin,
         confirm_fast_auth: Callable[[], None] | None = None,
     ) -> LoginVerdict:
-        """The tenant's password, or a db-auth token when its secret requires one."""
-        assert self._server is not None
-        is_tls = self._tls is not None
-        if requires_token(secret):
-            return await verify_token_login(
-                username,
-                plugin_name,
-                auth_response,
-                is_tls=is_tls,
-                switch_plugin=switch_plugin,
-                tokens=self._context.token_logins,
-            )
-        return await verify_login(
+        assert self._server is not None and self._client is not None
+        return await check_credentials(
+            username,
+            secret,
             plugin_name,
             auth_response,
-            secret,
             scramble=self._server.scramble,
-            is_tls=is_tls,
+            is_tls=self._client.is_tls,
+            tokens=self._context.token_logins,
             switch_plugin=switch_plugin,
             confirm_fast_auth=confirm_fast_auth,
         )
 
+    def _refuse_login(self, username: str, verdict: LoginVerdict, sequence_id: int | None) -> None:
+        assert self._client is not None
+        self._context.log.info(
+            "session %d: login refused for %r: %s", self.session_id, username, verdict.reason
+        )
+        self._context.metrics.count("ClientConnectionsSetupFailedAuth")
+        error = mysql_errors.access_denied(
+            username, self._client.peer_host(), is_password_used=verdict.is_password_used
+        )
+        self._send_error_and_close(error, sequence_id=sequence_id)
+
     async def _switch_plugin_at_login(self, plugin_name: str) -> tuple[bytes, bytes]:
         """AuthSwitchRequest during the login; returns the client's answer and the scramble."""
-        assert self._server is not None
-        self._write(self._server.send_auth_switch(plugin_name))
+        assert self._server is not None and self._client is not None
+        self._client.write(self._server.send_auth_switch(plugin_name))
         event = await self._next_login_event()
         if not isinstance(event, AuthResponseReceived):
             raise ProtocolError(f"expected an auth response, got {type(event).__name__}")
         return event.data, self._server.scramble
 
-    # -- leasing ---------------------------------------------------------------------------
+    # -- the backend -----------------------------------------------------------------------
 
-    async def _lease_backend(self, db_user: str, database: str | None) -> bool:
-        """Leases a backend on the right schema; on failure tells the client and closes."""
-        assert self._profile is not None
-        state = self._context.router.pick(self._endpoint.role)
-        if state is None:
-            self._send_error_and_close(mysql_errors.backend_unavailable(self._endpoint.name))
-            return False
-        pool = self._context.pools.pool_for(state, db_user, self._profile)
-        lease = await self._acquire_live_backend(pool, state)
-        if lease is None:
-            return False
-        if not await self._select_schema(pool, lease, state, database):
-            return False
-        if self.phase is SessionPhase.CLOSED:  # the client left while we waited
-            await pool.release(lease)
-            return False
-        self._attach(lease, pool, state)
-        return True
-
-    async def _acquire_live_backend(
-        self, pool: Pool[BackendConnection], state: TargetState
-    ) -> Lease[BackendConnection] | None:
-        """A leased backend that answers; None after telling the client why there is none."""
-        for _ in range(_LIVENESS_ATTEMPTS):
-            try:
-                self._context.metrics.count("DatabaseConnectionRequests")
-                asked_at = time.perf_counter()
-                lease = await pool.acquire()
-                self._context.metrics.observe_borrow_latency_us(
-                    (time.perf_counter() - asked_at) * 1e6
-                )
-            except BorrowTimeout:
-                self._context.metrics.count("DatabaseConnectionsBorrowTimeouts")
-                self._send_error_and_close(mysql_errors.BORROW_TIMEOUT)
-                return None
-            except BackendLoginRejected as exc:
-                self._send_error_and_close(MysqlError(*_fields(exc.error)))
-                return None
-            except (BackendError, PoolClosed) as exc:
-                self._context.log.warning("session %d: no backend: %s", self.session_id, exc)
-                self._send_error_and_close(mysql_errors.backend_unavailable(state.target.name))
-                return None
-            if await self._is_alive(lease.connection):
-                return lease
-            await pool.release(lease, is_broken=True)
-        self._send_error_and_close(mysql_errors.backend_unavailable(state.target.name))
-        return None
-
-    async def _is_alive(self, backend: BackendConnection) -> bool:
-        """Pings a backend that sat idle long enough for the server to have dropped it
-        (wait_timeout, a KILL, a restart): PgBouncer's server_check_delay."""
-        if backend.is_broken:
-            return False
-        idle_s = time.monotonic() - backend.last_released_at
-        if idle_s < self._context.config.backend_check_after_idle_s:
-            return True
-        try:
-            await backend.run_simple_command(commands.com_ping())
-        except BackendError:
-            return False
-        return True
-
-    async def _select_schema(
-        self,
-        pool: Pool[BackendConnection],
-        lease: Lease[BackendConnection],
-        state: TargetState,
-        database: str | None,
+    async def _lease_backend(
+        self, db_user: str, profile: BackendProfile, database: str | None
     ) -> bool:
-        """COM_INIT_DB when the backend sits on another schema; the server's own refusal
-        (1044 for another tenant's database) goes to the client as it is."""
-        backend = lease.connection
-        if database is None or database == backend.current_schema:
-            return True
+        """Leases a backend on the right schema; on failure tells the client and closes."""
         try:
-            await backend.run_simple_command(commands.com_init_db(database))
-        except BackendCommandFailed as exc:
-            await pool.release(lease, needs_reset=False)
-            self._send_error_and_close(MysqlError(*_fields(exc.error)))
+            held = await lease_backend(self._context, self._endpoint, db_user, profile, database)
+        except LeaseRefused as refused:
+            self._send_error_and_close(refused.error)
             return False
-        except BackendError:
-            await pool.release(lease, is_broken=True)
-            self._send_error_and_close(mysql_errors.backend_unavailable(state.target.name))
+        self._held = held
+        if self.phase is SessionPhase.CLOSED:  # the client left while we waited
+            self._release_backend()
             return False
-        backend.current_schema = database
         return True
 
-    def _attach(
-        self, lease: Lease[BackendConnection], pool: Pool[BackendConnection], state: TargetState
-    ) -> None:
-        backend = lease.connection
-        self._lease, self._lease_pool, self._lease_target = lease, pool, state
-        self._backend = backend
-        state.active_leases += 1
-        backend.relay_sink = self._relay_from_backend
-        backend.on_lost = self._backend_lost
-        backend.on_pause_writing = self._pause_client_reading
-        backend.on_resume_writing = self._resume_client_reading
-
-    def _detach(self) -> tuple[Pool[BackendConnection], Lease[BackendConnection], bool] | None:
-        """Takes the backend back from the relay; returns (pool, lease, is_reusable)."""
-        lease, pool, backend, state = (
-            self._lease,
-            self._lease_pool,
-            self._backend,
-            self._lease_target,
+    def _start_relaying(self) -> None:
+        assert self._held is not None and self._client is not None
+        self._relay = Relay(
+            self._client, self._held.connection, self._splitter, self, self._context.log
         )
-        if lease is None or pool is None or backend is None or state is None:
-            return None
-        backend.relay_sink = None
-        backend.last_released_at = time.monotonic()
-        backend.on_lost = None
-        backend.on_pause_writing = backend.on_resume_writing = None
-        if backend.transport is not None:
-            backend.transport.resume_reading()
-        state.active_leases -= 1
-        self._lease = self._lease_pool = self._backend = self._lease_target = None
-        tracker = backend.tracker
-        is_reusable = not backend.is_broken and tracker is not None and tracker.is_idle
-        return pool, lease, is_reusable
+        self._move_to(SessionPhase.RELAYING)
+        if self._pending:
+            early, self._pending = self._pending, b""
+            self._relay.from_client(early)
 
     def _release_backend(self) -> None:
-        detached = self._detach()
-        if detached is None:
-            return
-        pool, lease, is_reusable = detached
-        self._context.spawn(pool.release(lease, needs_reset=True, is_broken=not is_reusable))
+        held, relay = self._held, self._relay
+        self._held = self._relay = None
+        if held is not None:
+            is_reusable = relay.detach() if relay is not None else not held.connection.is_broken
+            give_back(self._context, held, is_reusable=is_reusable)
 
-    def _pause_client_reading(self) -> None:
-        if self._transport is not None:
-            self._transport.pause_reading()
-
-    def _resume_client_reading(self) -> None:
-        if self._transport is not None:
-            self._transport.resume_reading()
-
-    # -- relaying --------------------------------------------------------------------------
-
-    def _relay_from_client(self, data: bytes) -> None:
-        backend = self._backend
-        assert backend is not None and backend.tracker is not None and backend.transport is not None
-        if self._is_one_plain_command(data, backend):
-            # The usual case: the chunk is exactly one small command the proxy does not answer.
-            backend.tracker.command_sent(data[4:20])
-            backend.transport.write(data)
-            return
-        try:
-            packets = self._splitter.feed(data)
-        except PacketTooLarge:
-            self._send_error_and_close(mysql_errors.PACKET_TOO_LARGE)
-            return
-        except ProtocolError:
-            self._send_error_and_close(mysql_errors.MALFORMED_PACKET)
-            return
-        tracker = backend.tracker
-        forward: list[bytes] = []
-        for index, packet in enumerate(packets):
-            if not packet.is_continuation:
-                if tracker.is_awaiting_local_infile:
-                    tracker.local_infile_packet_sent(len(packet.payload))
-                elif not self._forward_command(packet, packets[index + 1 :], forward):
-                    break
-            forward.append(packet.raw)
-        if forward:
-            backend.transport.write(forward[0] if len(forward) == 1 else b"".join(forward))
-
-    def _is_one_plain_command(self, data: bytes, backend: BackendConnection) -> bool:
-        tracker = backend.tracker
-        return (
-            len(data) > 4
-            and data[3] == 0  # sequence id 0: a new command
-            and int.from_bytes(data[:3], "little") + 4 == len(data)
-            and data[4] not in _ANSWERED_BY_THE_PROXY
-            and self._splitter.buffered_bytes == 0
-            and tracker is not None
-            and not tracker.is_awaiting_local_infile
-        )
-
-    def _forward_command(
-        self, packet: WirePacket, rest: list[WirePacket], forward: list[bytes]
-    ) -> bool:
-        """Handles the commands the proxy answers itself; True when the packet goes on."""
-        command = packet.payload[0] if packet.payload else None
-        if command is None or packet.sequence_id != 0:
-            self._flush_then(
-                forward,
-                lambda: self._send_error_and_close(
-                    mysql_errors.PACKETS_OUT_OF_ORDER
-                    if command is not None
-                    else mysql_errors.MALFORMED_PACKET
-                ),
-            )
-            return False
-        if command == Command.COM_QUIT:
-            self._flush_then(forward, self._close)
-            return False
-        if command == Command.COM_CHANGE_USER:
-            # The proxy answers it; bytes after it wait until the new login is done.
-            self._move_to(SessionPhase.CHANGING_USER)
-            self._pending = b"".join(later.raw for later in rest)
-            payload = packet.payload
-            self._flush_then(forward, lambda: self._context.spawn(self._change_user(payload)))
-            return False
-        if command == Command.COM_PROCESS_KILL:
-            self._flush_then(forward, lambda: self._kill(packet.payload))
-            return False
-        assert self._backend is not None and self._backend.tracker is not None
-        self._backend.tracker.command_sent(packet.payload[:16])
-        return True
-
-    def _flush_then(self, forward: list[bytes], action: object) -> None:
-        backend = self._backend
-        if forward and backend is not None and backend.transport is not None:
-            backend.transport.write(b"".join(forward))
-            forward.clear()
-        assert callable(action)
-        action()
-
-    def _relay_from_backend(self, data: bytes) -> None:
-        self._write(data)
-        backend = self._backend
-        assert backend is not None and backend.tracker is not None
-        try:
-            backend.tracker.server_data(data)
-        except ProtocolError as exc:
-            self._context.log.warning(
-                "session %d: backend broke the protocol: %s", self.session_id, exc
-            )
-            backend.mark_broken()
-            self._close()
-
-    def _backend_lost(self) -> None:
-        # The database dropped the connection: the client cannot go on with this session.
-        self._context.log.info("session %d: backend connection lost", self.session_id)
-        self._close()
-
-    # -- commands the proxy answers itself -------------------------------------------------
+    # -- COM_CHANGE_USER -------------------------------------------------------------------
 
     async def _change_user(self, payload: bytes) -> None:
-        """COM_CHANGE_USER: log the client in again and move the session to the new user's pool."""
+        """Logs the client in again and moves the session to the new user's pool."""
         server = self._server
-        assert server is not None and self._profile is not None
+        assert server is not None
         try:
             request = ComChangeUser.decode(payload, server.negotiated_capabilities)
         except ProtocolError:
@@ -627,29 +406,22 @@ class ClientSession(asyncio.Protocol):
         finally:
             self._change_user_decoder = None
         if not verdict.is_accepted:
-            error = mysql_errors.access_denied(
-                request.username, self._peer_host, is_password_used=verdict.is_password_used
-            )
-            self._send_error_and_close(error, sequence_id=self._change_user_sequence_id)
+            self._refuse_login(request.username, verdict, self._change_user_sequence_id)
             return
         self._release_backend()
         self.username = request.username
-        self._profile = BackendProfile.of_client(
+        profile = BackendProfile.of_client(
             server.negotiated_capabilities, request.character_set, request.database
         )
-        if not await self._lease_backend(request.username, request.database):
-            return
-        assert self._backend is not None
-        ok = OkPacket(status_flags=self._backend.status_flags)
-        ok_payload = ok.encode(server.negotiated_capabilities)
-        self._write(encode_packet(ok_payload, self._change_user_sequence_id)[0])
-        self._move_to(SessionPhase.RELAYING)
+        if await self._lease_backend(request.username, profile, request.database):
+            self._write_packet(self._ok_payload(), self._change_user_sequence_id)
+            self._start_relaying()
 
     async def _switch_plugin_in_change_user(self, plugin_name: str) -> tuple[bytes, bytes]:
         """AuthSwitchRequest inside COM_CHANGE_USER, framed here: the command phase counts."""
         scramble = auth_plugins.new_scramble()
         request = AuthSwitchRequest(plugin_name, scramble + b"\x00").encode()
-        self._write(encode_packet(request, self._change_user_sequence_id)[0])
+        self._write_packet(request, self._change_user_sequence_id)
         decoder = self._change_user_decoder
         assert decoder is not None
         while (answer := decoder.next_packet()) is None:
@@ -664,19 +436,6 @@ class ClientSession(asyncio.Protocol):
         self._change_user_sequence_id = (answer[0] + 1) % 256
         return answer[1], scramble
 
-    def _kill(self, payload: bytes) -> None:
-        """COM_PROCESS_KILL names a proxy session id (the id our handshake gave)."""
-        thread_id = int.from_bytes(payload[1:5], "little")
-        victim = self._context.sessions.get(thread_id)
-        if victim is None or victim.username != self.username:
-            error = mysql_errors.unknown_thread(thread_id)
-            self._write(encode_packet(ErrPacket(*error).encode(), 1)[0])
-            return
-        assert self._server is not None
-        ok_payload = OkPacket().encode(self._server.negotiated_capabilities)
-        self._write(encode_packet(ok_payload, 1)[0])
-        victim._close()
-
     # -- the end ---------------------------------------------------------------------------
 
     def close_for_shutdown(self) -> None:
@@ -687,8 +446,7 @@ class ClientSession(asyncio.Protocol):
 
     @property
     def is_idle(self) -> bool:
-        backend = self._backend
-        return backend is None or backend.tracker is None or backend.tracker.is_idle
+        return self._relay is None or self._relay.is_idle
 
     def _move_to(self, phase: SessionPhase) -> None:
         if phase not in ALLOWED_TRANSITIONS[self.phase]:
@@ -704,7 +462,3 @@ class ClientSession(asyncio.Protocol):
         self._context.metrics.count("ClientConnectionsClosed")
         if not self.closed.done():
             self.closed.set_result(None)
-
-
-def _fields(error: ErrPacket) -> tuple[int, str, str]:
-    return error.error_code, error.sql_state, error.error_message
