@@ -28,9 +28,9 @@ from tenantproxy.proxy import tls
 from tenantproxy.proxy.backends import (
     BackendCredentials,
     BackendProfile,
-    MysqlConnector,
     Target,
 )
+from tenantproxy.proxy.connector import MysqlConnector
 from tenantproxy.proxy.health import HealthChecker
 from tenantproxy.proxy.routing import PoolRegistry, PoolSettings, Router, TargetState
 from tenantproxy.proxy.secret_lookup import SecretLookup

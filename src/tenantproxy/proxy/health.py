@@ -18,8 +18,8 @@ from tenantproxy.proxy.backends import (
     BackendConnection,
     BackendCredentials,
     BackendProfile,
-    open_backend,
 )
+from tenantproxy.proxy.connector import open_backend
 from tenantproxy.proxy.routing import TargetState
 from tenantproxy.wire.mysql import commands
 from tenantproxy.wire.mysql.constants import UTF8MB4_GENERAL_CI, CapabilityFlags

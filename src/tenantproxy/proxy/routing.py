@@ -15,9 +15,9 @@ from tenantproxy.pool import Pool, TargetBudget
 from tenantproxy.proxy.backends import (
     BackendConnection,
     BackendProfile,
-    MysqlConnector,
     Target,
 )
+from tenantproxy.proxy.connector import MysqlConnector
 
 PoolKey = tuple[str, str, BackendProfile]
 
