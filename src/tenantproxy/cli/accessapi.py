@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from tenantproxy.cli.options import config_file_option, log_level_option
 from tenantproxy.errors import ConfigError
 
 
@@ -15,20 +16,8 @@ def command() -> None:
 
 
 @command.command("run")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    required=True,
-    help="The access API's TOML config (stack up writes <state>/accessapi.toml).",
-)
-@click.option(
-    "--log-level",
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
-    default="INFO",
-    show_default=True,
-    help="Lowest level of log lines written to stderr.",
-)
+@config_file_option("The access API's TOML config (stack up writes <state>/accessapi.toml).")
+@log_level_option
 def run(config_path: Path, log_level: str) -> None:
     """Serve the stages on the host and port in CONFIG until SIGTERM.
 

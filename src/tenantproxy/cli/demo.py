@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from tenantproxy.cli.options import stack_options
 from tenantproxy.errors import TenantProxyError
 
 # 400 write-up users (5-9 s between calls) make ~57 requests/s: enough for the no-proxy side's
@@ -23,24 +24,7 @@ DEMO_RUN_TIME_S = 180
 
 
 @click.command("demo")
-@click.option(
-    "--file",
-    "stack_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="A stack file (TOML); defaults apply to what it does not set.",
-)
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override one stack setting, e.g. --set tenants=50 (repeatable).",
-)
-@click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where the stack lives (default ./.tenantproxy).",
-)
+@stack_options
 @click.option(
     "--users",
     type=click.IntRange(min=1),

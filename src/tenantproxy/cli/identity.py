@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from tenantproxy.cli.options import config_file_option, log_level_option
 from tenantproxy.identity import IdentityError, encode_key, load_identity_config, load_key, new_key
 
 
@@ -16,20 +17,8 @@ def command() -> None:
 
 
 @command.command("run")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    required=True,
-    help="The identity service's TOML config file (roles, principals, key_file).",
-)
-@click.option(
-    "--log-level",
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
-    default="INFO",
-    show_default=True,
-    help="Lowest level of log lines written to stderr.",
-)
+@config_file_option("The identity service's TOML config file (roles, principals, key_file).")
+@log_level_option
 def run(config_path: Path, log_level: str) -> None:
     """Serve STS on the host and port in CONFIG until SIGTERM.
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from tenantproxy.cli.options import config_file_option, log_level_option
 from tenantproxy.errors import TenantProxyError
 
 
@@ -15,20 +16,8 @@ def command() -> None:
 
 
 @command.command("run")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    required=True,
-    help="The proxy's TOML config file (see docs/configuration.md).",
-)
-@click.option(
-    "--log-level",
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
-    default="INFO",
-    show_default=True,
-    help="Lowest level of log lines written to stderr.",
-)
+@config_file_option("The proxy's TOML config file (see docs/configuration.md).")
+@log_level_option
 def run(config_path: Path, log_level: str) -> None:
     """Serve the endpoints in CONFIG until SIGTERM; prints 'tenantproxy ready' when listening."""
     from tenantproxy.app import run_proxy

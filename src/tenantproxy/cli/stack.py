@@ -2,42 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import click
 from rich.console import Console
 
 from tenantproxy import stack as stack_lib
+from tenantproxy.cli.options import stack_options
 from tenantproxy.errors import ConfigError, StackError
 from tenantproxy.stack import StackSettings, load_stack_settings
-
-
-def _stack_options(function: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
-        click.option(
-            "--file",
-            "stack_file",
-            type=click.Path(dir_okay=False, path_type=Path),
-            help="Stack file (TOML); every setting has a default (see StackSettings).",
-        ),
-        click.option(
-            "--set",
-            "overrides",
-            multiple=True,
-            metavar="KEY=VALUE",
-            help="Override one stack setting, e.g. --set tenants=2000 (repeatable).",
-        ),
-        click.option(
-            "--state-dir",
-            type=click.Path(file_okay=False, path_type=Path),
-            help="Where the stack lives (default ./.tenantproxy).",
-        ),
-    ]
-    for option in reversed(options):
-        function = option(function)
-    return function
 
 
 def _settings(
@@ -55,7 +28,7 @@ def command() -> None:
 
 
 @command.command("up")
-@_stack_options
+@stack_options
 def up(stack_file: Path | None, overrides: tuple[str, ...], state_dir: Path | None) -> None:
     """Bring the stack up (does nothing if it is already running)."""
     settings = _settings(stack_file, overrides, state_dir)
@@ -68,7 +41,7 @@ def up(stack_file: Path | None, overrides: tuple[str, ...], state_dir: Path | No
 
 
 @command.command("status")
-@_stack_options
+@stack_options
 def status(stack_file: Path | None, overrides: tuple[str, ...], state_dir: Path | None) -> None:
     """Show each process alive or dead, and the endpoints. Exit 1 if any is dead."""
     settings = _settings(stack_file, overrides, state_dir)
@@ -83,7 +56,7 @@ def status(stack_file: Path | None, overrides: tuple[str, ...], state_dir: Path 
 
 
 @command.command("down")
-@_stack_options
+@stack_options
 def down(stack_file: Path | None, overrides: tuple[str, ...], state_dir: Path | None) -> None:
     """Stop every process the stack started (by PID) and remove the state dir."""
     settings = _settings(stack_file, overrides, state_dir)
