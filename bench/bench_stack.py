@@ -137,9 +137,14 @@ class BenchStack:
 
 
 @contextmanager
-def running_stack(state_dir: Path, *, is_tls_required: bool, rows: int) -> Iterator[BenchStack]:
-    """Starts a small stack (4 tenants, proxy cluster only); brings it down on any exit."""
-    settings = ["tenants=4", f"rows={rows}", "load_test=false"]
+def running_stack(
+    state_dir: Path, *, is_tls_required: bool, rows: int, iam_auth: str = "required"
+) -> Iterator[BenchStack]:
+    """Starts a small stack (4 tenants, proxy cluster only); brings it down on any exit.
+
+    ``iam_auth`` is every tenant's: "required" (token login, the stack's default) or "disabled"
+    (password login)."""
+    settings = ["tenants=4", f"rows={rows}", "load_test=false", f"iam_auth={iam_auth}"]
     settings.append(f"require_tls={'true' if is_tls_required else 'false'}")
     command = [str(TENANTPROXY), "stack", "up", "--state-dir", str(state_dir)]
     for item in settings:

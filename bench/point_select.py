@@ -90,7 +90,10 @@ def run_variant(variant: str, state_dir: Path, args: argparse.Namespace) -> dict
     is_tls = variant == "tls"
     console.print(f"[bold]{variant}[/]: starting a stack in {state_dir}")
     with ExitStack() as cleanup:
-        stack = cleanup.enter_context(running_stack(state_dir, is_tls_required=is_tls, rows=ROWS))
+        # sysbench logs in with the tenant's password, as a direct client would.
+        stack = cleanup.enter_context(
+            running_stack(state_dir, is_tls_required=is_tls, rows=ROWS, iam_auth="disabled")
+        )
         workdir = state_dir / "sysbench"
         stack.write_sysbench_tls_files(workdir)
         user, password, database = stack.tenant_login()
