@@ -10,24 +10,12 @@ Rules:
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tenantproxy.pool.pool import Pool
-    from tenantproxy.pool.states import Backend
-
-
-class Waiter:
-    """An acquirer waiting for a backend (handed over LEASED) or slots (a CONNECTING backend)."""
-
-    __slots__ = ("future", "is_budget_waiter", "pool")
-
-    def __init__(self, future: asyncio.Future[Backend[Any]], pool: Pool[Any]) -> None:
-        self.future = future
-        self.pool = pool
-        self.is_budget_waiter = False
+    from tenantproxy.pool.core import PoolCore
+    from tenantproxy.pool.waiting import Waiter
 
 
 class TargetBudget:
@@ -42,7 +30,7 @@ class TargetBudget:
         self.name = name
         self._max_connections = max_connections
         self._in_use = 0
-        self._pools: dict[Pool[Any], None] = {}  # insertion-ordered set
+        self._pools: dict[PoolCore[Any], None] = {}  # insertion-ordered set
         self._waiters: deque[Waiter] = deque()
         self._n_waiting = 0
 
@@ -75,10 +63,10 @@ class TargetBudget:
 
     # The methods below are for the pools on this target.
 
-    def register(self, pool: Pool[Any]) -> None:
+    def register(self, pool: PoolCore[Any]) -> None:
         self._pools[pool] = None
 
-    def unregister(self, pool: Pool[Any]) -> None:
+    def unregister(self, pool: PoolCore[Any]) -> None:
         self._pools.pop(pool, None)
 
     def try_take(self) -> bool:
@@ -108,9 +96,9 @@ class TargetBudget:
             return
         self._in_use -= 1
 
-    def find_victim(self, exclude: Pool[Any]) -> Pool[Any] | None:
+    def find_victim(self, exclude: PoolCore[Any]) -> PoolCore[Any] | None:
         """The pool, other than ``exclude``, whose oldest idle backend is the oldest of all."""
-        victim: Pool[Any] | None = None
+        victim: PoolCore[Any] | None = None
         oldest = float("inf")
         for pool in self._pools:
             if pool is exclude:

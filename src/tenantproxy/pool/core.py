@@ -23,7 +23,7 @@ from tenantproxy.errors import BorrowTimeout, PoolClosed
 from tenantproxy.pool.budget import TargetBudget
 from tenantproxy.pool.connector import Connector
 from tenantproxy.pool.states import ALLOWED_TRANSITIONS, Backend, BackendState
-from tenantproxy.pool.waiting import WaitQueue, Waiter
+from tenantproxy.pool.waiting import Waiter, WaitQueue
 
 C = TypeVar("C")
 

@@ -8,13 +8,8 @@ from pathlib import Path
 import pytest
 
 from tenantproxy.loadtest.locust_env import UserSettings
-from tenantproxy.loadtest.runner import (
-    LOCUSTFILE,
-    LoadTestOptions,
-    deadline_s,
-    locust_plan,
-    parse_run_time,
-)
+from tenantproxy.loadtest.locust_processes import LOCUSTFILE, deadline_s, locust_plan
+from tenantproxy.loadtest.options import LoadTestOptions, parse_run_time
 
 RUN_DIR = Path("/runs/1")
 HOST_URL = "http://127.0.0.1:8080"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tenantproxy.loadtest.sampler import (
+from tenantproxy.loadtest.samples import Sample
+from tenantproxy.loadtest.scrapes import (
     ProxyScrape,
     StageScrape,
     database_samples,
@@ -13,7 +14,6 @@ from tenantproxy.loadtest.sampler import (
     proxy_samples,
     stage_samples,
 )
-from tenantproxy.loadtest.samples import Sample
 
 
 def by_metric(rows: list[Sample]) -> dict[str, float]:
