@@ -1,15 +1,13 @@
 """Fixtures that run a real stack (MariaDB clusters, and the proxy) for integration tests.
 
-``stack`` (session scope) brings a small stack up in a pytest temporary folder and takes it down
-at the end, also when tests fail. Whether it starts the proxy process comes from the environment
-variable ``TENANTPROXY_TEST_START_PROXY`` ("1", the default, starts it; "0" does not), or from
-overriding the ``stack_settings`` fixture in a test module or conftest.
+``stack`` (session scope) brings a small stack up in a pytest temporary folder (both clusters,
+the identity service, the proxy, the access API) and takes it down at the end, also when tests
+fail.
 """
 
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +22,6 @@ from tenantproxy.secretstore import FileSecretStore, Secret
 from tenantproxy.stack import StackSettings, down, up
 from tenantproxy.stack.outputs import read_admin_credentials
 from tests.integration.moto_server import moto_endpoint  # noqa: F401  (a fixture for all)
-
-START_PROXY_ENV = "TENANTPROXY_TEST_START_PROXY"
-
-
-def is_proxy_started_by_tests() -> bool:
-    return os.environ.get(START_PROXY_ENV, "1").strip() not in ("0", "false", "no", "")
 
 
 @dataclass
@@ -79,7 +71,6 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> StackSettings:
         iam_auth="disabled",
         replicas=2,
         load_test=True,
-        start_proxy=is_proxy_started_by_tests(),
         state_dir=tmp_path_factory.mktemp("stack") / "state",
     )
 

@@ -22,7 +22,7 @@ from tenantproxy.secretstore import FileSecretStore
 from tenantproxy.stack import StackSettings, down, mariadb, status, up
 from tenantproxy.stack.outputs import OUTPUT_KEYS
 from tenantproxy.stack.state import StackState
-from tests.integration.conftest import RunningStack, is_proxy_started_by_tests, quiet_console
+from tests.integration.conftest import RunningStack, quiet_console
 
 pytestmark = pytest.mark.integration
 
@@ -140,7 +140,6 @@ def test_no_password_appears_in_outputs_state_or_logs(stack):
         assert not [p for p in passwords if p in text], path
 
 
-@pytest.mark.skipif(not is_proxy_started_by_tests(), reason="proxy not started by the stack")
 def test_the_proxy_process_runs_and_listens_on_both_endpoints(stack):
     assert psutil.pid_exists(stack.outputs["ProxyPid"])
     for key in ("ProxyEndpoint", "ProxyReaderEndpoint"):
@@ -163,7 +162,6 @@ def test_a_killed_instance_makes_up_refuse_and_down_still_cleans_up(tmp_path):
         rows=3,
         replicas=1,
         load_test=False,
-        start_proxy=is_proxy_started_by_tests(),
         state_dir=tmp_path / "small",
     )
     try:
