@@ -11,7 +11,6 @@ import sys
 import threading
 import tomllib
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +18,9 @@ import httpx
 import pymysql
 import pytest
 
-from tenantproxy.config import FileSecretStoreConfig
-from tenantproxy.secretstore import FileSecretStore
 from tenantproxy.stack.outputs import to_toml
 from tenantproxy.stack.processes import free_ports, start_detached, stop, wait_for_port
+from tests.integration.tenant_secrets import tokens_required_for
 
 pytestmark = pytest.mark.integration
 
@@ -34,22 +32,8 @@ COLUMNS = {"ID", "Column_A", "Column_B", "Column_C", "Column_D", "Column_E"}
 
 @pytest.fixture(scope="module", autouse=True)
 def tokens_required(stack: Any) -> Iterator[None]:
-    """Sets iam_auth = "required" on this module's tenants (the proxy rereads the store)."""
-    store = FileSecretStore.from_config(
-        FileSecretStoreConfig(
-            path=Path(stack.outputs["SecretStore"]),
-            key_file=Path(stack.outputs["SecretsKeyFile"]),
-        )
-    )
-    originals = {f"tenants/{user}": store.get(f"tenants/{user}") for user in USERS}
-    store.put_many(
-        {
-            name: replace(secret, extra={**secret.extra, "iam_auth": "required"})
-            for name, secret in originals.items()
-        }
-    )
-    yield
-    store.put_many(originals)
+    with tokens_required_for(stack.outputs, USERS):
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -15,18 +15,16 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import pytest
 from playwright.sync_api import Browser
 
-from tenantproxy.config import FileSecretStoreConfig
 from tenantproxy.loadtest.runner import LoadTestOptions, RunResult, run
 from tenantproxy.loadtest.samples import read_samples
-from tenantproxy.secretstore import FileSecretStore
 from tests.integration.browser import assert_every_chart_draws_lines, browser, charts_in
+from tests.integration.tenant_secrets import tokens_required_for
 
 pytestmark = pytest.mark.integration
 
@@ -44,18 +42,8 @@ __all__ = ["browser"]  # a fixture
 @pytest.fixture(scope="module", autouse=True)
 def tenants_log_in_with_tokens(stack_state_dir: Path) -> Iterator[None]:
     outputs = json.loads((stack_state_dir / "outputs.json").read_text())
-    store = FileSecretStore.from_config(
-        FileSecretStoreConfig(
-            path=Path(outputs["SecretStore"]), key_file=Path(outputs["SecretsKeyFile"])
-        )
-    )
-    names = [f"tenants/user{i}" for i in range(5)]
-    originals = {name: store.get(name) for name in names}
-    store.put_many(
-        {n: replace(s, extra={**s.extra, "iam_auth": "required"}) for n, s in originals.items()}
-    )
-    yield
-    store.put_many(originals)
+    with tokens_required_for(outputs, [f"user{i}" for i in range(5)]):
+        yield
 
 
 @pytest.fixture(scope="module")

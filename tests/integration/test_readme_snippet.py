@@ -7,14 +7,12 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tenantproxy.config import FileSecretStoreConfig
-from tenantproxy.secretstore import FileSecretStore
+from tests.integration.tenant_secrets import tokens_required_for
 
 pytestmark = pytest.mark.integration
 
@@ -32,16 +30,8 @@ def readme_snippet() -> str:
 
 @pytest.fixture
 def user7_requires_tokens(stack: Any) -> Iterator[None]:
-    store = FileSecretStore.from_config(
-        FileSecretStoreConfig(
-            path=Path(stack.outputs["SecretStore"]),
-            key_file=Path(stack.outputs["SecretsKeyFile"]),
-        )
-    )
-    original = store.get("tenants/user7")
-    store.put("tenants/user7", replace(original, extra={**original.extra, "iam_auth": "required"}))
-    yield
-    store.put("tenants/user7", original)
+    with tokens_required_for(stack.outputs, ["user7"]):
+        yield
 
 
 def test_the_readme_snippet_reads_five_rows_through_the_proxy_with_a_token(

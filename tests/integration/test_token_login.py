@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -19,13 +17,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tenantproxy.config import FileSecretStoreConfig, IamAuthConfig
+from tenantproxy.config import IamAuthConfig
 from tenantproxy.identity.access import TenantAccess
 from tenantproxy.identity.tokens import generate_db_auth_token
-from tenantproxy.secretstore import FileSecretStore
 from tests.integration.clients import ca_path, host_port, pymysql_connect
 from tests.integration.identity_server import ACCOUNT_ID, REGION, IdentityServer
 from tests.integration.proxy_thread import ProxyThread, proxy_config_from_stack
+from tests.integration.tenant_secrets import tokens_required_for
 
 pytestmark = pytest.mark.integration
 
@@ -90,22 +88,8 @@ USERS = ["user100", "user101", "user102"]
 
 @pytest.fixture(scope="module", autouse=True)
 def tokens_required(stack: Any) -> Iterator[None]:
-    """Sets iam_auth = "required" on this module's tenants (the proxy rereads the store)."""
-    store = FileSecretStore.from_config(
-        FileSecretStoreConfig(
-            path=Path(stack.outputs["SecretStore"]),
-            key_file=Path(stack.outputs["SecretsKeyFile"]),
-        )
-    )
-    originals = {f"tenants/{user}": store.get(f"tenants/{user}") for user in USERS}
-    store.put_many(
-        {
-            name: replace(secret, extra={**secret.extra, "iam_auth": "required"})
-            for name, secret in originals.items()
-        }
-    )
-    yield
-    store.put_many(originals)
+    with tokens_required_for(stack.outputs, USERS):
+        yield
 
 
 def reader(stack: Any) -> str:
