@@ -15,7 +15,8 @@ ALLOWED_IMPORTS: dict[str, set[str]] = {
     "wire": set(),
     "pool": {"errors"},
     "secretstore": {"errors", "config"},
-    "identity": {"errors"},
+    "identity": {"errors", "serving"},
+    "serving": set(),
     "observability": {"errors"},
     "config": {"errors"},
     "errors": set(),
@@ -45,7 +46,7 @@ ALLOWED_IMPORTS: dict[str, set[str]] = {
     # Drives the stack from outside: reads its outputs, never imports the proxy or access API.
     "loadtest": {"config", "errors", "stack", "observability"},
     # DESIGN §3: the access API talks to the proxy over the wire only.
-    "accessapi": {"identity", "secretstore", "config", "errors", "observability"},
+    "accessapi": {"identity", "secretstore", "config", "errors", "observability", "serving"},
     "demo": {"stack", "secretstore", "config", "errors", "identity"},
 }
 STDLIB_NAMES_NOT_TO_SHADOW = {"secrets", "http", "logging", "token", "queue", "ssl", "socket"}
