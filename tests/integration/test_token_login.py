@@ -303,3 +303,29 @@ def test_an_explicit_deny_in_the_role_policy_wins_over_a_matching_session_policy
                     assert caught.value.args[0] == 1045
     finally:
         service.stop()
+
+
+def test_change_user_to_a_token_tenant_without_tls_gets_error_3159(stack):
+    import mysql.connector
+
+    config = proxy_config_from_stack(stack.outputs, require_tls=False)
+    with ProxyThread(config) as proxy:
+        endpoint = proxy.endpoint("read_write")
+        host, port = host_port(endpoint)
+        connection = mysql.connector.connect(
+            host=host,
+            port=port,
+            user="user5",
+            password=stack.secret("user5").password,
+            database="user_database5",
+            ssl_disabled=True,
+            use_pure=True,
+        )
+        try:
+            with pytest.raises(mysql.connector.Error) as caught:
+                connection.cmd_change_user(
+                    username="user100", password="a-token", database="user_database100"
+                )
+            assert caught.value.errno == 3159
+        finally:
+            connection.close()

@@ -392,10 +392,15 @@ class ClientSession(asyncio.Protocol):
             self._context.config.max_packet_bytes, expected_sequence_id=2
         )
         self._change_user_sequence_id = 1  # COM_CHANGE_USER was packet 0
+        secret = await self._context.secrets.find(request.username)
+        if requires_token(secret) and not (self._client is not None and self._client.is_tls):
+            self._context.metrics.count("ClientConnectionsNoTLS")
+            self._send_error_and_close(mysql_errors.INSECURE_TRANSPORT, sequence_id=1)
+            return
         try:
             verdict = await self._check_credentials(
                 request.username,
-                await self._context.secrets.find(request.username),
+                secret,
                 request.auth_plugin_name,
                 request.auth_response,
                 switch_plugin=self._switch_plugin_in_change_user,
