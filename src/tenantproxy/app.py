@@ -59,6 +59,7 @@ def build_proxy(config: ProxyConfig, log: logging.Logger) -> ProxyServer:
             borrow_timeout_s=config.connection_borrow_timeout_s,
             idle_timeout_s=config.backend_idle_timeout_s,
             min_idle=config.pool_min_idle,
+            max_backends_per_tenant=config.max_backends_per_tenant,
         ),
         connector_factory=lambda target, db_user, profile: _connector(
             config, secrets, backend_tls, target, db_user, profile

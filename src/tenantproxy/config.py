@@ -123,6 +123,10 @@ class ProxyConfig(_Strict):
     # A backend idle this long is pinged before a client gets it (PgBouncer's server_check_delay).
     backend_check_after_idle_s: float = Field(default=30.0, ge=0)
     max_clients: int = Field(default=10000, ge=1)
+    # Per-tenant caps, which RDS Proxy lacks (None: no cap). A tenant's client connections past
+    # the first get MySQL's ERROR 1203; its backends per target past the second wait for a lease.
+    max_clients_per_tenant: int | None = Field(default=None, ge=1)
+    max_backends_per_tenant: int | None = Field(default=None, ge=1)
 
     # Prometheus metrics at http://127.0.0.1:<metrics_port>/metrics; None: not served; 0: a free
     # port, printed in the ready line.

@@ -255,3 +255,41 @@ def test_clients_past_max_clients_get_error_1040(stack):
         finally:
             for holder in holders:
                 holder.close()
+
+
+def test_a_tenant_past_max_clients_per_tenant_gets_error_1203_and_others_do_not(stack):
+    config = proxy_config_from_stack(stack.outputs, max_clients_per_tenant=2)
+    with ProxyThread(config) as proxy:
+        endpoint = proxy.endpoint("read_write")
+        holders = [pymysql_connect(**tenant(stack, 4, endpoint)) for _ in range(2)]
+        try:
+            with pytest.raises(pymysql.err.OperationalError) as caught:
+                pymysql_connect(**tenant(stack, 4, endpoint))
+            assert caught.value.args == (
+                1203,
+                "User user4 already has more than 'max_user_connections' active connections",
+            )
+            pymysql_connect(**tenant(stack, 5, endpoint)).close()  # another tenant is not capped
+            holders.pop().close()
+            pymysql_connect(**tenant(stack, 4, endpoint)).close()  # a slot freed up
+        finally:
+            for holder in holders:
+                holder.close()
+
+
+def test_a_tenant_past_max_backends_per_tenant_waits_while_others_are_served(stack):
+    config = proxy_config_from_stack(
+        stack.outputs, max_backends_per_tenant=1, connection_borrow_timeout_s=0.5
+    )
+    with ProxyThread(config) as proxy:
+        endpoint = proxy.endpoint("read_write")
+        holder = pymysql_connect(**tenant(stack, 4, endpoint))
+        try:
+            with pytest.raises(pymysql.err.OperationalError) as caught:
+                pymysql_connect(**tenant(stack, 4, endpoint))
+            assert caught.value.args[0] == 9501
+            with pymysql_connect(**tenant(stack, 5, endpoint)) as other, other.cursor() as cursor:
+                cursor.execute("SELECT 1")
+                assert cursor.fetchone() == (1,)
+        finally:
+            holder.close()

@@ -290,7 +290,9 @@ class ClientSession(asyncio.Protocol):
         if not verdict.is_accepted:
             self._refuse_login(login.username, verdict, sequence_id=None)
             return
-        self.username = login.username
+        if not self._become(login.username):
+            self._send_error_and_close(mysql_errors.too_many_user_connections(login.username))
+            return
         profile = BackendProfile.of_client(
             server.negotiated_capabilities, login.character_set, login.database
         )
@@ -342,6 +344,15 @@ class ClientSession(asyncio.Protocol):
         if not isinstance(event, AuthResponseReceived):
             raise ProtocolError(f"expected an auth response, got {type(event).__name__}")
         return event.data, self._server.scramble
+
+    def _become(self, db_user: str) -> bool:
+        """The session is now the tenant's; False when the tenant has all its clients already."""
+        if not self._context.admit_tenant_client(db_user):
+            return False
+        if self.username is not None:
+            self._context.release_tenant_client(self.username)
+        self.username = db_user
+        return True
 
     # -- the backend -----------------------------------------------------------------------
 
@@ -414,7 +425,10 @@ class ClientSession(asyncio.Protocol):
             self._refuse_login(request.username, verdict, self._change_user_sequence_id)
             return
         self._release_backend()
-        self.username = request.username
+        if not self._become(request.username):
+            error = mysql_errors.too_many_user_connections(request.username)
+            self._send_error_and_close(error, sequence_id=self._change_user_sequence_id)
+            return
         profile = BackendProfile.of_client(
             server.negotiated_capabilities, request.character_set, request.database
         )
@@ -463,6 +477,8 @@ class ClientSession(asyncio.Protocol):
             return
         self._move_to(SessionPhase.CLOSED)
         self._release_backend()
+        if self.username is not None:
+            self._context.release_tenant_client(self.username)
         self._context.sessions.pop(self.session_id, None)
         self._context.metrics.count("ClientConnectionsClosed")
         if not self.closed.done():

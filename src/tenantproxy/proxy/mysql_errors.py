@@ -45,6 +45,14 @@ IDLE_TIMEOUT = MysqlError(
 )
 
 
+def too_many_user_connections(user: str) -> MysqlError:
+    return MysqlError(
+        1203,
+        "42000",
+        f"User {user} already has more than 'max_user_connections' active connections",
+    )
+
+
 def backend_unavailable(target: str) -> MysqlError:
     # 2003 is what a client reports when it cannot reach a server; the proxy says it for the
     # database behind it, naming the target but nothing secret.

@@ -40,6 +40,7 @@ class PoolSettings:
     borrow_timeout_s: float
     idle_timeout_s: float
     min_idle: int
+    max_backends_per_tenant: int | None = None
 
 
 @dataclass
@@ -64,6 +65,8 @@ class PoolRegistry:
         self, state: TargetState, db_user: str, profile: BackendProfile
     ) -> Pool[BackendConnection]:
         max_size = state.budget.max_connections
+        if self.settings.max_backends_per_tenant is not None:
+            max_size = min(max_size, self.settings.max_backends_per_tenant)
         max_idle = math.ceil(max_size * self.settings.max_idle_connections_percent / 100)
         return Pool(
             self.connector_factory(state.target, db_user, profile),

@@ -11,6 +11,7 @@ import itertools
 import logging
 import ssl
 import time
+from collections import Counter
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -67,6 +68,8 @@ class ProxyContext:
     metrics: Metrics = field(default_factory=Metrics)
     advertised_capabilities: CapabilityFlags = PROXY_CAPABILITIES
     sessions: dict[int, ClientSession] = field(default_factory=dict)
+    # Logged-in client connections per tenant (DB user), for max_clients_per_tenant.
+    tenant_clients: Counter[str] = field(default_factory=Counter)
     _session_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
@@ -74,6 +77,19 @@ class ProxyContext:
         return (
             self.config.server_version or self.router.server_version() or _FALLBACK_SERVER_VERSION
         )
+
+    def admit_tenant_client(self, db_user: str) -> bool:
+        """Counts one more client of a tenant; False (and no count) past its cap."""
+        cap = self.config.max_clients_per_tenant
+        if cap is not None and self.tenant_clients[db_user] >= cap:
+            return False
+        self.tenant_clients[db_user] += 1
+        return True
+
+    def release_tenant_client(self, db_user: str) -> None:
+        self.tenant_clients[db_user] -= 1
+        if self.tenant_clients[db_user] <= 0:
+            del self.tenant_clients[db_user]
 
     def next_session_id(self) -> int:
         return next(self._session_ids) & 0xFFFFFFFF
