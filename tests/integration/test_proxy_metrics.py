@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pymysql
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -23,7 +24,8 @@ def scrape(stack: Any) -> dict[str, list[tuple[dict[str, str], float]]]:
 
 
 def value(metrics: dict[str, Any], name: str, **labels: str) -> float:
-    return sum(v for found, v in metrics[name] if all(found.get(k) == w for k, w in labels.items()))
+    samples = metrics.get(name, [])
+    return sum(v for found, v in samples if all(found.get(k) == w for k, w in labels.items()))
 
 
 def test_metrics_show_open_clients_backends_and_counters(stack):
@@ -56,3 +58,30 @@ def test_metrics_show_open_clients_backends_and_counters(stack):
 def test_anything_but_get_metrics_is_not_found(stack):
     base = stack.outputs["ProxyMetricsEndpoint"].removesuffix("/metrics")
     assert httpx.get(base + "/other", timeout=10).status_code == 404
+
+
+def test_metrics_carry_a_tenant_label_for_logged_in_tenants_only(stack):
+    before = scrape(stack)
+    settings = {
+        "endpoint": stack.outputs["ProxyEndpoint"],
+        "user": "user2",
+        "password": stack.secret("user2").password,
+        "database": "user_database2",
+        "ca_file": ca_path(stack.outputs),
+    }
+    with pytest.raises(pymysql.err.OperationalError):
+        pymysql_connect(**(settings | {"user": "sprayed-name-42", "password": "x"}))
+    with pymysql_connect(**settings) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        during = scrape(stack)
+    assert value(during, "tenantproxy_tenant_client_connections", tenant="user2") >= 1
+    assert (
+        value(
+            during, "tenantproxy_tenant_database_connections", tenant="user2", target="proxy-writer"
+        )
+        >= 1
+    )
+    succeeded = "tenantproxy_tenant_client_connections_setup_succeeded_total"
+    assert value(during, succeeded, tenant="user2") == value(before, succeeded, tenant="user2") + 1
+    labels = {found.get("tenant") for samples in during.values() for found, _ in samples}
+    assert "sprayed-name-42" not in labels

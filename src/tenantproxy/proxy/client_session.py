@@ -300,7 +300,7 @@ class ClientSession(asyncio.Protocol):
             assert self._held is not None
             client.write(server.send_ok(status_flags=self._held.connection.status_flags))
             self._start_relaying()
-            self._context.metrics.count("ClientConnectionsSetupSucceeded")
+            self._context.metrics.count("ClientConnectionsSetupSucceeded", tenant=self.username)
 
     async def _check_credentials(
         self,

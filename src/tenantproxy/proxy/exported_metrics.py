@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from tenantproxy.observability.metrics import TENANT_COUNTER_NAMES
 from tenantproxy.observability.prometheus import Family, Sample, prometheus_name
 
 if TYPE_CHECKING:
@@ -36,8 +37,47 @@ def proxy_families(context: ProxyContext) -> list[Family]:
             }[read]
             yield Sample("", value, {"target": state.target.name})
 
+    def tenant_counters() -> list[Family]:
+        return [
+            Family(
+                "tenant_" + prometheus_name(name),
+                f"RDS Proxy's {name}, per tenant (DB user)",
+                "counter",
+                lambda name=name: [  # type: ignore[misc]
+                    Sample("", n, {"tenant": tenant})
+                    for tenant, n in metrics.tenant_snapshot(name).items()
+                ],
+            )
+            for name in TENANT_COUNTER_NAMES
+        ]
+
+    def per_tenant_backends(index: int) -> Iterable[Sample]:
+        for (tenant, target), counts in context.pools.backends_per_tenant().items():
+            yield Sample("", counts[index], {"tenant": tenant, "target": target})
+
     return [
         *counters(),
+        *tenant_counters(),
+        Family(
+            "tenant_client_connections",
+            "ClientConnections per tenant (DB user): logged-in clients now",
+            "gauge",
+            lambda: [
+                Sample("", n, {"tenant": tenant}) for tenant, n in context.tenant_clients.items()
+            ],
+        ),
+        Family(
+            "tenant_database_connections",
+            "DatabaseConnections per tenant and target: backends open now",
+            "gauge",
+            lambda: per_tenant_backends(0),
+        ),
+        Family(
+            "tenant_database_connections_currently_borrowed",
+            "DatabaseConnectionsCurrentlyBorrowed per tenant and target",
+            "gauge",
+            lambda: per_tenant_backends(1),
+        ),
         Family(
             "client_connections",
             "ClientConnections: client connections open now",

@@ -62,7 +62,7 @@ async def lease_backend(
     if target is None:
         raise LeaseRefused(mysql_errors.backend_unavailable(endpoint.name))
     pool = context.pools.pool_for(target, db_user, profile)
-    held = HeldBackend(await _acquire_live_backend(context, pool, target), pool, target)
+    held = HeldBackend(await _acquire_live_backend(context, pool, target, db_user), pool, target)
     await _select_schema(held, database)
     target.active_leases += 1
     return held
@@ -76,16 +76,16 @@ def give_back(context: ProxyContext, held: HeldBackend, *, is_reusable: bool) ->
 
 
 async def _acquire_live_backend(
-    context: ProxyContext, pool: Pool[BackendConnection], target: TargetState
+    context: ProxyContext, pool: Pool[BackendConnection], target: TargetState, db_user: str
 ) -> Lease[BackendConnection]:
     for _ in range(_LIVENESS_ATTEMPTS):
         try:
-            context.metrics.count("DatabaseConnectionRequests")
+            context.metrics.count("DatabaseConnectionRequests", tenant=db_user)
             asked_at = time.perf_counter()
             lease = await pool.acquire()
             context.metrics.observe_borrow_latency_us((time.perf_counter() - asked_at) * 1e6)
         except BorrowTimeout:
-            context.metrics.count("DatabaseConnectionsBorrowTimeouts")
+            context.metrics.count("DatabaseConnectionsBorrowTimeouts", tenant=db_user)
             raise LeaseRefused(mysql_errors.BORROW_TIMEOUT) from None
         except BackendLoginRejected as exc:
             raise LeaseRefused(_as_mysql_error(exc.error)) from None

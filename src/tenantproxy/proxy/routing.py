@@ -82,6 +82,15 @@ class PoolRegistry:
     def pools(self) -> Iterator[Pool[BackendConnection]]:
         return iter(list(self._pools.values()))
 
+    def backends_per_tenant(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """(db user, target) → (backends open, backends leased), summed over profiles."""
+        totals: dict[tuple[str, str], tuple[int, int]] = {}
+        for (target, db_user, _), pool in list(self._pools.items()):
+            stats = pool.stats()
+            size, leased = totals.get((db_user, target), (0, 0))
+            totals[(db_user, target)] = (size + stats.size, leased + stats.leased)
+        return totals
+
     def pools_of_target(self, target_name: str) -> Iterator[Pool[BackendConnection]]:
         return (pool for key, pool in list(self._pools.items()) if key[0] == target_name)
 
