@@ -210,6 +210,11 @@ def test_a_dead_replica_is_skipped_by_the_reader_endpoint(stack):
                 assert cursor.fetchone() == (1,)
 
 
+def adopted_total(proxy: ProxyThread) -> int:
+    assert proxy.server is not None
+    return sum(pool.stats().adopted_total for pool in proxy.server.context.pools.pools())
+
+
 def health_of(proxy: ProxyThread) -> dict[str, bool]:
     assert proxy.server is not None
     return {t.target.name: t.is_healthy for t in proxy.server.context.router.targets}
@@ -291,5 +296,27 @@ def test_a_tenant_past_max_backends_per_tenant_waits_while_others_are_served(sta
             with pymysql_connect(**tenant(stack, 5, endpoint)) as other, other.cursor() as cursor:
                 cursor.execute("SELECT 1")
                 assert cursor.fetchone() == (1,)
+        finally:
+            holder.close()
+
+
+def test_a_full_target_hands_an_idle_backend_to_another_tenant_with_change_user(stack):
+    # 1 % of max_connections (200) leaves two backends on the writer.
+    config = proxy_config_from_stack(stack.outputs, max_connections_percent=1)
+    with ProxyThread(config) as proxy:
+        endpoint = proxy.endpoint("read_write")
+        holder = pymysql_connect(**tenant(stack, 3, endpoint))  # takes one of the two
+        try:
+            with pymysql_connect(**tenant(stack, 4, endpoint)) as first:
+                handed_over = backend_thread_id(first)  # idle in user4's pool after this
+            second = pymysql_connect(**tenant(stack, 5, endpoint))
+            with second, second.cursor() as cursor:
+                # The same server thread, logged in again as user5: no new connection.
+                cursor.execute("SELECT CONNECTION_ID(), CURRENT_USER(), DATABASE()")
+                assert cursor.fetchone() == (handed_over, "user5@%", "user_database5")
+                cursor.execute("SELECT COUNT(*) FROM mytable")
+                assert cursor.fetchone()[0] > 0
+            adopted = proxy.call(lambda: adopted_total(proxy))
+            assert adopted == 1
         finally:
             holder.close()

@@ -16,6 +16,11 @@ class Connector(Protocol[C]):
         """Opens and authenticates a new backend; raises on failure."""
         ...
 
+    async def adopt(self, conn: C) -> bool:
+        """Takes over ``conn``, an idle backend of another pool on the same target (the proxy
+        logs it in again as this pool's user); False when it cannot, and the pool closes it."""
+        ...
+
     async def reset(self, conn: C) -> None:
         """Makes ``conn`` clean for the next client; raising makes the pool discard it."""
         ...

@@ -79,6 +79,7 @@ class PoolCore(Generic[C]):
         self._acquired_total = 0
         self._timeouts_total = 0
         self._connect_failures_total = 0
+        self._adopted_total = 0
         self._borrow_latency_us_last = 0
         budget.register(self)
 

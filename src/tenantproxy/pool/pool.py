@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 _LEASED = BackendState.LEASED
 _CLOSING = BackendState.CLOSING
+_CLOSED = BackendState.CLOSED
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,7 @@ class PoolStats:
     acquired_total: int
     timeouts_total: int
     connect_failures_total: int
+    adopted_total: int  # backends taken over from other pools on the target (Connector.adopt)
     borrow_latency_us_last: int
 
 
@@ -76,6 +78,7 @@ class Pool(PoolCore[C]):
             acquired_total=self._acquired_total,
             timeouts_total=self._timeouts_total,
             connect_failures_total=self._connect_failures_total,
+            adopted_total=self._adopted_total,
             borrow_latency_us_last=self._borrow_latency_us_last,
         )
 
@@ -151,16 +154,35 @@ class Pool(PoolCore[C]):
         backend = self._new_backend()
         evicted = victim._evict_oldest_idle()
         try:
-            await victim._close(evicted, pass_slot=False)  # its budget slot becomes ours
+            if await self._adopt(victim, evicted):
+                backend.connection = evicted.connection
+            else:
+                await victim._close(evicted, pass_slot=False)  # its budget slot becomes ours
         except BaseException:
             self._abandon(backend)
             raise
         return backend
 
+    async def _adopt(self, victim: PoolCore[C], evicted: Backend[C]) -> bool:
+        """Another pool's idle backend, taken over (its budget slot with it) if the connector
+        can make it ours: cheaper for the target than closing it and connecting anew."""
+        try:
+            is_adopted = await self._connector.adopt(evicted.connection)
+        except Exception:
+            logger.debug("pool %r: adopt failed", self.name, exc_info=True)
+            is_adopted = False
+        if is_adopted:
+            victim._move(evicted, _CLOSED)  # gone from there; the connection lives on here
+            self._adopted_total += 1
+        return is_adopted
+
     async def _connect_for(self, backend: Backend[C], deadline: float, start: float) -> Lease[C]:
         if self._is_closed:
             self._abandon(backend)
             raise self._closed_error()
+        if hasattr(backend, "connection"):  # adopted from another pool: already connected
+            self._move(backend, _LEASED)
+            return self._lend(backend, start)
         timeout = asyncio.timeout_at(deadline)
         try:
             async with timeout:

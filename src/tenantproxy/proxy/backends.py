@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, cast
 
 from tenantproxy.errors import BackendAuthError, BackendError
-from tenantproxy.wire.mysql import commands
+from tenantproxy.wire.mysql import auth_plugins, commands
 from tenantproxy.wire.mysql.client_connection import ClientConnection
 from tenantproxy.wire.mysql.codec import Reader
 from tenantproxy.wire.mysql.constants import (
@@ -31,8 +31,9 @@ from tenantproxy.wire.mysql.events import (
     StartTls,
 )
 from tenantproxy.wire.mysql.framing import PacketDecoder, encode_packet
+from tenantproxy.wire.mysql.handshake import AuthSwitchRequest, ComChangeUser
 from tenantproxy.wire.mysql.response_tracker import ResponseTracker
-from tenantproxy.wire.mysql.responses import ErrPacket
+from tenantproxy.wire.mysql.responses import ErrPacket, OkPacket
 
 # The capabilities that change the bytes of a response. A backend relays to a client only when
 # both negotiated the same ones, so pools are kept per profile (see BackendProfile).
@@ -123,6 +124,8 @@ class BackendConnection(asyncio.Protocol):
         self.last_released_at = time.monotonic()
         self.connection_id = 0
         self.server_version = ""
+        self.auth_nonce = b""
+        self.profile: BackendProfile | None = None
         # Set by the session that leases this backend: receives every byte the server sends.
         self.relay_sink: Callable[[bytes], None] | None = None
         # Set by the session: told when the connection drops, and to pause or resume the
@@ -137,6 +140,8 @@ class BackendConnection(asyncio.Protocol):
         self._decoder: PacketDecoder | None = None
         self._reply: asyncio.Future[list[bytes]] | None = None
         self._reply_packets: list[bytes] = []
+        # True while waiting for one packet outside the tracker (the steps of COM_CHANGE_USER).
+        self._expects_one_packet = False
 
     # -- asyncio.Protocol --------------------------------------------------------------
 
@@ -207,6 +212,7 @@ class BackendConnection(asyncio.Protocol):
                 self._flush_login(login)
                 self.connection_id = event.connection_id
                 self.server_version = event.server_version
+                self.auth_nonce = login.auth_nonce
                 self.status_flags = event.status_flags
                 self.tracker = ResponseTracker(event.capability_flags)
                 self.negotiated_capabilities = event.capability_flags
@@ -250,14 +256,62 @@ class BackendConnection(asyncio.Protocol):
             decoder.feed(data)
             while (packet := decoder.next_packet()) is not None:
                 self._reply_packets.append(packet[1])
-            is_done = tracker.server_data(data) > 0
+            if self._expects_one_packet:
+                is_done = bool(self._reply_packets)
+            else:
+                is_done = tracker.server_data(data) > 0
         except ProtocolError as exc:
             self.mark_broken()
             reply.set_exception(BackendError(f"{self.target.name}: {exc}"))
             return
         if is_done:
-            self.status_flags = tracker.status_flags
+            if not self._expects_one_packet:
+                self.status_flags = tracker.status_flags
             reply.set_result(self._reply_packets)
+
+    async def change_user(self, credentials: BackendCredentials, character_set: int) -> None:
+        """COM_CHANGE_USER: logs this idle connection in again as another user, on its database
+        (the session's state goes, as with COM_RESET_CONNECTION). ProxySQL hands backends
+        between users this way; it spares the server a new connection. Raises BackendError
+        when refused; the connection should then be closed."""
+        password = credentials.password.encode()
+        request = ComChangeUser(
+            username=credentials.username,
+            auth_response=auth_plugins.native_password_scramble(password, self.auth_nonce),
+            database=credentials.database,
+            character_set=character_set,
+            auth_plugin_name=auth_plugins.MYSQL_NATIVE_PASSWORD,
+            connect_attrs={"program_name": "tenantproxy"},
+        )
+        answer = await self._exchange(request.encode(self.negotiated_capabilities), 0)
+        if answer[:1] == bytes((PacketHeader.EOF,)):  # AuthSwitchRequest: a fresh scramble
+            switch = AuthSwitchRequest.decode(answer)
+            if switch.plugin_name != auth_plugins.MYSQL_NATIVE_PASSWORD:
+                raise BackendError(f"{self.target.name}: change user wants {switch.plugin_name}")
+            nonce = switch.plugin_data.rstrip(b"\x00")
+            answer = await self._exchange(auth_plugins.native_password_scramble(password, nonce), 2)
+        if answer[:1] == bytes((PacketHeader.ERR,)):
+            raise BackendCommandFailed(self.target, ErrPacket.decode(answer))
+        if answer[:1] != bytes((PacketHeader.OK,)):
+            raise BackendError(f"{self.target.name}: unexpected answer to COM_CHANGE_USER")
+        self.current_schema = credentials.database
+        self.status_flags = OkPacket.decode(answer, self.negotiated_capabilities).status_flags
+
+    async def _exchange(self, payload: bytes, sequence_id: int) -> bytes:
+        """Sends one packet and returns the next one the server sends (no tracker)."""
+        if self.is_broken or self.transport is None:
+            raise BackendError(f"{self.target.name}: connection is broken")
+        self._reply = asyncio.get_running_loop().create_future()
+        self._reply_packets = []
+        self._decoder = PacketDecoder(self._max_packet_bytes, sequence_id + 1)
+        self._expects_one_packet = True
+        self.transport.write(encode_packet(payload, sequence_id)[0])
+        try:
+            return (await self._reply)[0]
+        finally:
+            self._reply = None
+            self._decoder = None
+            self._expects_one_packet = False
 
     async def run_simple_command(self, payload: bytes) -> None:
         """Runs a command answered by OK; raises BackendCommandFailed with the server's ERR."""

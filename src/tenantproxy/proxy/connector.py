@@ -54,6 +54,7 @@ async def open_backend(
         )
     except (OSError, TimeoutError) as exc:
         raise BackendError(f"cannot connect to {target.name} ({target.address}): {exc}") from None
+    backend.profile = profile
     try:
         await backend.log_in(credentials.database, tls_context)
         if init_query:
@@ -107,6 +108,25 @@ class MysqlConnector:
             max_packet_bytes=self._max_packet_bytes,
             init_query=self._init_query,
         )
+
+    async def adopt(self, conn: BackendConnection) -> bool:
+        """Takes over an idle backend of another user's pool on this target by logging it in
+        again with COM_CHANGE_USER, instead of closing it and opening a new one. False when its
+        profile differs (capabilities are fixed at connect) or the server refuses."""
+        if conn.profile != self._profile or conn.is_broken:
+            return False
+        credentials = await self._credentials()
+        database = credentials.database if self._profile.has_database else None
+        try:
+            await conn.change_user(
+                BackendCredentials(credentials.username, credentials.password, database),
+                self._profile.character_set,
+            )
+            if self._init_query:
+                await conn.run_simple_command(commands.com_query(self._init_query))
+        except BackendError:
+            return False
+        return True
 
     async def reset(self, conn: BackendConnection) -> None:
         """Makes a backend clean for its next client; raises if it cannot be (the pool then

@@ -59,6 +59,15 @@ def proxy_families(context: ProxyContext) -> list[Family]:
         *counters(),
         *tenant_counters(),
         Family(
+            "database_connections_handed_over",
+            "backends a tenant's pool took over from another's with COM_CHANGE_USER, per target",
+            "counter",
+            lambda: [
+                Sample("", total, {"target": target})
+                for target, total in context.pools.handed_over_per_target().items()
+            ],
+        ),
+        Family(
             "tenant_client_connections",
             "ClientConnections per tenant (DB user): logged-in clients now",
             "gauge",

@@ -91,6 +91,13 @@ class PoolRegistry:
             totals[(db_user, target)] = (size + stats.size, leased + stats.leased)
         return totals
 
+    def handed_over_per_target(self) -> dict[str, int]:
+        """Backends taken over from another pool (COM_CHANGE_USER), per target, so far."""
+        totals: dict[str, int] = {}
+        for (target, _, _), pool in list(self._pools.items()):
+            totals[target] = totals.get(target, 0) + pool.stats().adopted_total
+        return totals
+
     def pools_of_target(self, target_name: str) -> Iterator[Pool[BackendConnection]]:
         return (pool for key, pool in list(self._pools.items()) if key[0] == target_name)
 

@@ -45,7 +45,9 @@ class FakeConnector:
     connect_gate: asyncio.Event | None = None
     connect_failures_to_come: int = 0
     reset_failures_to_come: int = 0
+    adopts: bool = False  # whether adopt() takes over another pool's connection
     opened: list[FakeConn] = field(default_factory=list)
+    adopted: list[FakeConn] = field(default_factory=list)
     closed: list[FakeConn] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -61,6 +63,12 @@ class FakeConnector:
         self.opened.append(conn)
         self.counter.opened()
         return conn
+
+    async def adopt(self, conn: FakeConn) -> bool:
+        assert not conn.is_closed
+        if self.adopts:
+            self.adopted.append(conn)
+        return self.adopts
 
     async def reset(self, conn: FakeConn) -> None:
         assert not conn.is_closed

@@ -57,6 +57,26 @@ async def test_full_budget_reclaims_the_oldest_idle_backend_of_another_pool() ->
     assert_consistent(owner, other)
 
 
+async def test_full_budget_hands_another_pools_idle_backend_over_when_the_connector_adopts_it() -> (
+    None
+):
+    clock = FakeClock()
+    budget = TargetBudget("t1", 1)
+    owner_connector, taker_connector = FakeConnector(), FakeConnector(adopts=True)
+    owner = make_pool(owner_connector, budget=budget, clock=clock, name="t1/owner")
+    taker = make_pool(taker_connector, budget=budget, clock=clock, name="t1/taker")
+    first = await owner.acquire()
+    await owner.release(first, needs_reset=False)
+    lease = await taker.acquire()
+    assert lease.connection is first.connection and not lease.connection.is_closed
+    assert taker_connector.adopted == [first.connection] and taker_connector.opened == []
+    assert (owner.stats().size, taker.stats().leased, budget.in_use) == (0, 1, 1)
+    assert taker.stats().adopted_total == 1
+    await taker.release(lease, needs_reset=False)
+    assert (taker.stats().idle, budget.in_use) == (1, 1)
+    assert_consistent(owner, taker)
+
+
 async def test_full_budget_without_idle_backends_makes_the_acquirer_wait_for_a_slot() -> None:
     budget = TargetBudget("t1", 1)
     owner = make_pool(budget=budget, name="t1/owner")

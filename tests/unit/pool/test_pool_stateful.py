@@ -24,7 +24,8 @@ class PoolMachine(RuleBasedStateMachine):
         self.clock = FakeClock()
         self.server = OpenCounter()
         self.budget = TargetBudget("t1", BUDGET)
-        self.connectors = [FakeConnector(self.server) for _ in range(N_POOLS)]
+        # Pool 0 adopts other pools' idle backends; the others close them (both paths run).
+        self.connectors = [FakeConnector(self.server, adopts=i == 0) for i in range(N_POOLS)]
         self.pools: list[Pool[FakeConn]] = [
             Pool(
                 connector,

@@ -133,6 +133,12 @@ class ClientConnection:
         self._decoder.expected_sequence_id = self._send_sequence_id
         self._outgoing += data
 
+    @property
+    def auth_nonce(self) -> bytes:
+        """The scramble the server gave (HandshakeV10, or its last auth switch): a later
+        COM_CHANGE_USER answers it."""
+        return self._nonce
+
     # -- adapter API -----------------------------------------------------------------------
 
     def receive_data(self, data: bytes) -> None:
