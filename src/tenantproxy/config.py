@@ -7,6 +7,7 @@ Setting names follow RDS Proxy's (see docs/configuration.md). Environment variab
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -163,7 +164,8 @@ def load_proxy_config(path: Path, environ: dict[str, str] | None = None) -> Prox
     """Reads and validates a proxy config file; environment variables override scalars."""
     environ = dict(os.environ) if environ is None else environ
     try:
-        raw = tomllib.loads(path.read_text())
+        text = path.read_text()
+        raw = tomllib.loads(text)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
@@ -175,13 +177,48 @@ def load_proxy_config(path: Path, environ: dict[str, str] | None = None) -> Prox
     try:
         return ProxyConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(path, exc)) from None
+        raise ConfigError(describe_validation_error(str(path), exc, text)) from None
 
 
-def describe_validation_error(path: Path, exc: ValidationError) -> str:
-    """One line per problem, naming the key: ``file: key.sub: message``."""
+def describe_validation_error(source: str, exc: ValidationError, toml_text: str = "") -> str:
+    """One line per problem, naming the key, and its line when the TOML text sets it:
+    ``file:line: key.sub: message``."""
     lines = []
     for error in exc.errors():
-        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        lines.append(f"{path}: {key}: {error['msg']}")
+        loc = tuple(error["loc"])
+        key = ".".join(str(part) for part in loc) or "(top level)"
+        message = "unknown setting" if error["type"] == "extra_forbidden" else error["msg"]
+        line = toml_line_of(toml_text, loc) if toml_text else None
+        where = f"{source}:{line}" if line is not None else source
+        lines.append(f"{where}: {key}: {message}")
     return "\n".join(lines)
+
+
+_ARRAY_HEADER = re.compile(r"\[\[\s*([\w.-]+)\s*\]\]")
+_TABLE_HEADER = re.compile(r"\[\s*([\w.-]+)\s*\]")
+_KEY = re.compile(r"([\w-]+)\s*=")
+
+
+def toml_line_of(text: str, loc: tuple[Any, ...]) -> int | None:
+    """The 1-based line that sets the key at ``loc`` (a validation error's location, e.g.
+    ``("targets", 0, "port")`` or ``("require_tls",)``); None when the text does not set it."""
+    section: tuple[Any, ...] = ()
+    arrays_seen: dict[str, int] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if found := _ARRAY_HEADER.match(stripped):
+            name = found.group(1)
+            section = (name, arrays_seen.get(name, 0))
+            arrays_seen[name] = section[1] + 1
+        elif found := _TABLE_HEADER.match(stripped):
+            section = (found.group(1),)
+        elif (found := _KEY.match(stripped)) is None:
+            continue
+        else:
+            section_key = (*section, found.group(1))
+            if section_key == loc[: len(section_key)] and len(section_key) == len(loc):
+                return number
+            continue
+        if section == loc:
+            return number
+    return None

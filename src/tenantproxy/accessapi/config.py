@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from tenantproxy.config import describe_validation_error
 from tenantproxy.errors import ConfigError
 
 # outputs.json key -> AccessApiConfig field
@@ -99,12 +100,7 @@ def config_from_mapping(raw: dict[str, Any], source: str = "access API config") 
     try:
         return AccessApiConfig.model_validate(merged)
     except ValidationError as exc:
-        lines = []
-        for error in exc.errors():
-            key = ".".join(str(part) for part in error["loc"]) or "(top level)"
-            message = "unknown setting" if error["type"] == "extra_forbidden" else error["msg"]
-            lines.append(f"{source}: {key}: {message}")
-        raise ConfigError("\n".join(lines)) from None
+        raise ConfigError(describe_validation_error(source, exc)) from None
 
 
 def _read_outputs(path: Path, source: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from tenantproxy.config import describe_validation_error
 from tenantproxy.errors import ConfigError
 
 
@@ -86,16 +87,15 @@ def load_stack_settings(
     raw.update(parse_set_options(overrides))
     if state_dir is not None:
         raw["state_dir"] = state_dir
-    return validate_settings(raw, source=str(file) if file is not None else "settings")
+    if file is None:
+        return validate_settings(raw)
+    return validate_settings(raw, source=str(file), toml_text=Path(file).read_text())
 
 
-def validate_settings(raw: Mapping[str, Any], source: str = "settings") -> StackSettings:
+def validate_settings(
+    raw: Mapping[str, Any], source: str = "settings", toml_text: str = ""
+) -> StackSettings:
     try:
         return StackSettings.model_validate(dict(raw))
     except ValidationError as exc:
-        lines = []
-        for error in exc.errors():
-            key = ".".join(str(part) for part in error["loc"]) or "(top level)"
-            message = "unknown setting" if error["type"] == "extra_forbidden" else error["msg"]
-            lines.append(f"{source}: {key}: {message}")
-        raise ConfigError("\n".join(lines)) from None
+        raise ConfigError(describe_validation_error(source, exc, toml_text)) from None

@@ -43,18 +43,25 @@ def test_a_valid_file_loads_with_rds_proxy_defaults(tmp_path):
     assert config.endpoints[0].host == "127.0.0.1"
 
 
-def test_an_unknown_key_is_named_with_the_file(tmp_path):
+def test_an_unknown_key_is_named_with_the_file_and_its_line(tmp_path):
     path = write(tmp_path, VALID.replace("require_tls = false", "require_tsl = false"))
     with pytest.raises(ConfigError) as caught:
         load_proxy_config(path, environ={})
-    assert str(caught.value) == f"{path}: require_tsl: Extra inputs are not permitted"
+    assert str(caught.value) == f"{path}:2: require_tsl: unknown setting"
 
 
-def test_a_wrong_type_in_a_nested_table_names_the_path_of_the_key(tmp_path):
+def test_a_wrong_type_in_a_nested_table_names_the_path_of_the_key_and_its_line(tmp_path):
     path = write(tmp_path, VALID.replace("port = 3306", 'port = "three"'))
     with pytest.raises(ConfigError) as caught:
         load_proxy_config(path, environ={})
-    assert str(caught.value).startswith(f"{path}: targets.0.port: ")
+    assert str(caught.value).startswith(f"{path}:16: targets.0.port: ")
+
+
+def test_a_missing_key_is_named_without_a_line(tmp_path):
+    path = write(tmp_path, VALID.replace('path = "/tmp/secrets.enc"\n', ""))
+    with pytest.raises(ConfigError) as caught:
+        load_proxy_config(path, environ={})
+    assert str(caught.value) == f"{path}: secret_store.file.path: Field required"
 
 
 def test_invalid_toml_names_the_line(tmp_path):

@@ -72,10 +72,10 @@ def test_bad_toml_names_the_file_and_the_line(tmp_path):
         load_stack_settings(stack_file)
 
 
-def test_unknown_key_in_the_stack_file_names_it(tmp_path):
+def test_unknown_key_in_the_stack_file_names_it_and_its_line(tmp_path):
     stack_file = tmp_path / "stack.toml"
     stack_file.write_text("tenants = 5\nreplica = 1\n")
-    with pytest.raises(ConfigError, match=r"stack\.toml: replica: unknown setting"):
+    with pytest.raises(ConfigError, match=r"stack\.toml:2: replica: unknown setting"):
         load_stack_settings(stack_file)
 
 
