@@ -34,12 +34,10 @@ import argparse
 import datetime as dt
 import json
 import math
-import os
 import platform
 import re
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -56,7 +54,7 @@ from rich.console import Console
 from bench_stack import BenchStack, Endpoint, running_stack
 from point_select import _cpu_s as cpu_s
 from results_table import print_login_table, summarize
-from sysbench_run import parse_report
+from sysbench_run import parse_report, run_measured
 from tenantproxy.identity import DbAuthTokenVerifier
 from tenantproxy.identity.access import TemporaryCredentials, TenantAccess
 from tenantproxy.identity.sealing import load_key
@@ -361,22 +359,8 @@ class LoginBench:
         return endpoint.host, endpoint.port
 
     def _run(self, command: list[str]) -> LoginRun:
-        """sysbench in the TLS folder; its own CPU from wait4 (as sysbench_run.run_sysbench)."""
-        output_path = self.workdir / "sysbench.out"
-        with output_path.open("w") as output:
-            process = subprocess.Popen(
-                command, cwd=self.workdir, stdout=output, stderr=subprocess.STDOUT
-            )
-            try:
-                _, status, usage = os.wait4(process.pid, 0)
-            except BaseException:
-                process.kill()
-                process.wait()
-                raise
-        text = output_path.read_text()
-        return parse_login_report(
-            text, os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime
-        )
+        """sysbench in the TLS folder, with its own CPU measured."""
+        return parse_login_report(*run_measured(command, self.workdir))
 
     def _replicas_status(self) -> dict[str, int]:
         """Connections and Threads_created, summed over both replicas."""

@@ -72,6 +72,13 @@ def run_sysbench(
         f"--check-tls={'on' if check_tls else 'off'}",
         "run",
     ]
+    text, returncode, cpu_s = run_measured(command, workdir)
+    return parse_report(text, returncode, cpu_s)
+
+
+def run_measured(command: list[str], workdir: Path) -> tuple[str, int, float]:
+    """Runs sysbench in ``workdir``; its output, exit code, and CPU seconds (from wait4: the
+    client's own cost, so that it can be told apart from the proxy's and the server's)."""
     output_path = workdir / "sysbench.out"
     with output_path.open("w") as output:
         process = subprocess.Popen(command, cwd=workdir, stdout=output, stderr=subprocess.STDOUT)
@@ -81,9 +88,11 @@ def run_sysbench(
             process.kill()
             process.wait()
             raise
-        process.returncode = os.waitstatus_to_exitcode(status)
-    text = output_path.read_text()
-    return parse_report(text, process.returncode, usage.ru_utime + usage.ru_stime)
+    return (
+        output_path.read_text(),
+        os.waitstatus_to_exitcode(status),
+        usage.ru_utime + usage.ru_stime,
+    )
 
 
 def parse_report(text: str, returncode: int, client_cpu_s: float) -> SysbenchResult:

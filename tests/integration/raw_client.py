@@ -8,18 +8,10 @@ import socket
 import ssl
 
 from tenantproxy.wire.mysql.client_connection import ClientConnection
-from tenantproxy.wire.mysql.constants import CapabilityFlags
 from tenantproxy.wire.mysql.events import NEED_DATA, Authenticated, LoginFailed, StartTls
 from tenantproxy.wire.mysql.responses import ErrPacket
+from tests.integration.async_client import CAPABILITIES
 from tests.integration.clients import host_port, tls_context
-
-CAPABILITIES = (
-    CapabilityFlags.CLIENT_LONG_PASSWORD
-    | CapabilityFlags.CLIENT_PROTOCOL_41
-    | CapabilityFlags.CLIENT_TRANSACTIONS
-    | CapabilityFlags.CLIENT_MULTI_RESULTS
-    | CapabilityFlags.CLIENT_DEPRECATE_EOF
-)
 
 
 class RawClient:

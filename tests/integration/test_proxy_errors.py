@@ -8,6 +8,7 @@ from typing import Any
 import pymysql
 import pytest
 
+from tests.integration.bystander import undisturbed_client
 from tests.integration.clients import ca_path, host_port, mariadb_cli, pymysql_connect
 
 pytestmark = pytest.mark.integration
@@ -16,21 +17,10 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def bystander(stack: Any) -> Iterator[Any]:
     """A good client, connected before the bad one and checked after it."""
-    connection = pymysql_connect(
-        stack.outputs["ProxyReaderEndpoint"],
-        "user5",
-        stack.secret("user5").password,
-        "user_database5",
-        ca_path(stack.outputs),
-    )
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT COUNT(*) FROM mytable")
-        count = cursor.fetchone()[0]
-    yield connection
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT COUNT(*) FROM mytable")
-        assert cursor.fetchone()[0] == count, "the good client's session was disturbed"
-    connection.close()
+    with undisturbed_client(
+        stack.outputs["ProxyReaderEndpoint"], stack, ca_path(stack.outputs)
+    ) as connection:
+        yield connection
 
 
 def reader(stack: Any, user: str = "user7", **overrides: Any) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tenantproxy.wire.mysql.framing import encode_packet
-from tests.integration.clients import pymysql_connect
+from tests.integration.bystander import undisturbed_client
 from tests.integration.proxy_thread import ProxyThread, proxy_config_from_stack
 from tests.integration.raw_client import RawClient, errors_in
 
@@ -34,17 +34,8 @@ def proxy(stack: Any) -> Iterator[ProxyThread]:
 @pytest.fixture
 def bystander(stack: Any, proxy: ProxyThread) -> Iterator[Any]:
     """A good client, connected before the bad one and checked after it."""
-    connection = pymysql_connect(
-        proxy.endpoint("read_only"), "user5", stack.secret("user5").password, "user_database5", None
-    )
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT COUNT(*) FROM mytable")
-        count = cursor.fetchone()[0]
-    yield connection
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT COUNT(*) FROM mytable")
-        assert cursor.fetchone()[0] == count, "the good client's session was disturbed"
-    connection.close()
+    with undisturbed_client(proxy.endpoint("read_only"), stack, None) as connection:
+        yield connection
 
 
 def logged_in_client(stack: Any, proxy: ProxyThread) -> RawClient:
