@@ -50,6 +50,17 @@ CLIENT_PLUGIN_AUTH = 1 << 19
 CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA = 1 << 21
 CLIENT_SESSION_TRACK = 1 << 23
 CLIENT_DEPRECATE_EOF = 1 << 24
+MARIADB_CLIENT_PROGRESS = 1 << 32
+MARIADB_CLIENT_STMT_BULK_OPERATIONS = 1 << 34
+MARIADB_CLIENT_EXTENDED_METADATA = 1 << 35
+MARIADB_CLIENT_CACHE_METADATA = 1 << 36
+# As MariaDB's own clients ask: CLIENT_MYSQL (CLIENT_LONG_PASSWORD) clear, the extended bits set.
+MARIADB_EXTENDED_CAPABILITIES = (
+    MARIADB_CLIENT_PROGRESS
+    | MARIADB_CLIENT_STMT_BULK_OPERATIONS
+    | MARIADB_CLIENT_EXTENDED_METADATA
+    | MARIADB_CLIENT_CACHE_METADATA
+)
 BASE_CAPABILITIES = (
     CLIENT_LONG_PASSWORD
     | CLIENT_LONG_FLAG
@@ -73,6 +84,10 @@ CREATE DATABASE g;
 CREATE TABLE g.t (id INT PRIMARY KEY, name VARCHAR(20), score DOUBLE);
 INSERT INTO g.t VALUES (1, 'ann', 1.5), (2, 'bob', NULL), (3, 'cy', 3.25);
 CREATE TABLE g.li (id INT, v VARCHAR(10));
+CREATE TABLE g.b (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(10), j JSON);
+CREATE TABLE g.alter_me (id INT PRIMARY KEY, v VARCHAR(100));
+USE g;
+INSERT INTO g.alter_me SELECT seq, REPEAT('x', 100) FROM seq_1_to_20000;
 DELIMITER //
 CREATE PROCEDURE g.p() BEGIN SELECT 1 AS a; SELECT 2 AS b, 3 AS c; END//
 DELIMITER ;
@@ -125,13 +140,16 @@ class RawClient:
         pos += 5
         server_caps |= int.from_bytes(greeting[pos : pos + 2], "little") << 16
         pos += 2 + 1 + 10
+        if not server_caps & CLIENT_LONG_PASSWORD:  # MariaDB: extended capabilities
+            server_caps |= int.from_bytes(greeting[pos - 4 : pos], "little") << 32
         salt += greeting[pos : pos + 12]
         negotiated = capabilities & server_caps
         response = (
-            negotiated.to_bytes(4, "little")
+            (negotiated & 0xFFFFFFFF).to_bytes(4, "little")
             + (1 << 24).to_bytes(4, "little")
             + bytes((45,))
-            + bytes(23)
+            + bytes(19)
+            + (negotiated >> 32).to_bytes(4, "little")
             + USER.encode()
             + b"\x00"
             + bytes((20,))
@@ -293,6 +311,49 @@ def capture_all(client: RawClient, suffix: str) -> None:
     simple_big.save(GOLDEN_DIR / f"big_row.{suffix}.txt.xz")
 
 
+def bulk_execute_payload(statement_id: int, values: list[bytes]) -> bytes:
+    """COM_STMT_BULK_EXECUTE with SEND_TYPES_TO_SERVER, one string parameter per row."""
+    payload = b"\xfa" + statement_id.to_bytes(4, "little") + (128).to_bytes(2, "little")
+    payload += b"\xfe\x00"  # MYSQL_TYPE_STRING, signed
+    for value in values:
+        payload += b"\x00" + bytes((len(value),)) + value  # indicator NONE, lenenc string
+    return payload
+
+
+def capture_mariadb_extended(client: RawClient, suffix: str) -> None:
+    """MariaDB's extended capabilities: cached and extended metadata, bulk, progress."""
+
+    def save(transcript: Transcript, name: str) -> None:
+        transcript.save(GOLDEN_DIR / f"mariadb_{name}.{suffix}.txt")
+
+    transcript = Transcript(client)
+    transcript.exchange(b"\x03SELECT id, name, score FROM t ORDER BY id")
+    transcript.exchange(b"\x03SELECT j FROM b")  # JSON: extended metadata says so
+    save(transcript, "text_result")
+
+    transcript = Transcript(client)
+    statement_id = prepare(transcript, b"SELECT id, name, score FROM t WHERE id > ?")
+    transcript.exchange(execute_payload(statement_id, bigint_param=0))
+    transcript.exchange(execute_payload(statement_id, bigint_param=1))  # metadata skipped
+    transcript.exchange(b"\x19" + statement_id.to_bytes(4, "little"), ends=-1)
+    save(transcript, "cached_metadata")
+
+    for name, sql in (
+        ("bulk_insert", b"INSERT INTO b (v) VALUES (?)"),
+        ("bulk_insert_returning", b"INSERT INTO b (v) VALUES (?) RETURNING id, v"),
+    ):
+        transcript = Transcript(client)
+        statement_id = prepare(transcript, sql)
+        transcript.exchange(bulk_execute_payload(statement_id, [b"a", b"bb", b"ccc"]))
+        transcript.exchange(b"\x19" + statement_id.to_bytes(4, "little"), ends=-1)
+        save(transcript, name)
+
+    transcript = Transcript(client)
+    transcript.exchange(b"\x03SET progress_report_time = 1")
+    transcript.exchange(b"\x03ALTER TABLE alter_me FORCE, ALGORITHM=COPY")
+    save(transcript, "progress_report")
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -350,6 +411,14 @@ def main() -> int:
                 if bool(client.capabilities & CLIENT_DEPRECATE_EOF) != bool(extra):
                     raise RuntimeError("server did not negotiate CLIENT_DEPRECATE_EOF as asked")
                 capture_all(client, suffix)
+                client.sock.close()
+                mariadb = BASE_CAPABILITIES & ~CLIENT_LONG_PASSWORD | MARIADB_EXTENDED_CAPABILITIES
+                client = RawClient(port, mariadb | extra)
+                if client.capabilities & MARIADB_EXTENDED_CAPABILITIES != (
+                    MARIADB_EXTENDED_CAPABILITIES
+                ):
+                    raise RuntimeError("server did not negotiate MariaDB's extended capabilities")
+                capture_mariadb_extended(client, suffix)
                 client.sock.close()
         finally:
             server.terminate()

@@ -68,4 +68,4 @@ def test_command_of_is_none_for_an_empty_payload() -> None:
 
 
 def test_command_of_is_none_for_an_unknown_command_byte() -> None:
-    assert command_of(b"\xfa\x00") is None
+    assert command_of(b"\xf0\x00") is None

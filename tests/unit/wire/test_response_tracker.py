@@ -416,7 +416,7 @@ def test_replication_commands_cannot_be_tracked() -> None:
 
 
 def test_an_unknown_command_is_answered_by_one_err() -> None:
-    tracker = tracker_after(b"\xfa\x00")
+    tracker = tracker_after(b"\xf0\x00")
     assert tracker.server_data(frame_all([err(1047)])) == 1
 
 
@@ -542,3 +542,45 @@ def test_a_row_of_exactly_16_mib_is_followed_by_an_empty_continuation() -> None:
     wire = frame_all([b"\x01", column_definition(b"big"), eof(2), row, eof(2)])
     assert tracker.server_data(wire[:-9]) == 0  # stops just before the final EOF
     assert tracker.server_data(wire[-9:]) == 1
+
+
+# --- MariaDB's extended capabilities (the golden mariadb_* transcripts hold the real bytes) ----
+
+MARIADB_CAPS = (
+    EOF_CAPS
+    | CapabilityFlags.MARIADB_CLIENT_PROGRESS
+    | CapabilityFlags.MARIADB_CLIENT_CACHE_METADATA
+    | CapabilityFlags.MARIADB_CLIENT_STMT_BULK_OPERATIONS
+)
+
+
+def test_a_progress_report_does_not_end_the_response_when_progress_was_negotiated() -> None:
+    tracker = tracker_after(b"\x03ALTER TABLE t FORCE", MARIADB_CAPS)
+    assert tracker.server_data(frame_all([err(0xFFFF)])) == 0
+    assert tracker.last_error_code is None
+    assert tracker.server_data(frame_all([ok(AUTOCOMMIT)])) == 1
+
+
+def test_an_err_with_code_0xffff_ends_the_response_without_progress_negotiated() -> None:
+    tracker = tracker_after(b"\x03ALTER TABLE t FORCE", EOF_CAPS)
+    assert tracker.server_data(frame_all([err(0xFFFF)])) == 1
+    assert tracker.last_error_code == 0xFFFF
+
+
+def test_a_column_count_without_its_metadata_follows_byte_raises_protocol_error() -> None:
+    tracker = tracker_after(b"\x03SELECT 1", MARIADB_CAPS)
+    with pytest.raises(ProtocolError):
+        tracker.server_data(frame_all([b"\x01"]))
+
+
+def test_skipped_metadata_goes_straight_to_the_eof_and_rows() -> None:
+    tracker = tracker_after(b"\x17\x01\x00\x00\x00\x00\x01\x00\x00\x00", MARIADB_CAPS)
+    rows = [b"\x02\x00", eof(AUTOCOMMIT), b"\x00\x00\x01", eof(AUTOCOMMIT)]
+    assert tracker.server_data(frame_all(rows)) == 1
+
+
+def test_bulk_execute_with_returning_ends_after_its_result_set() -> None:
+    tracker = tracker_after(b"\xfa\x01\x00\x00\x00\x80\x00", MARIADB_CAPS)
+    result = [b"\x01\x01", column_definition(b"id"), eof(AUTOCOMMIT), b"\x00\x00\x01"]
+    assert tracker.server_data(frame_all(result)) == 0
+    assert tracker.server_data(frame_all([eof(AUTOCOMMIT)])) == 1

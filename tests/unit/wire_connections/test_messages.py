@@ -33,7 +33,16 @@ u8 = st.integers(0, 0xFF)
 u16 = st.integers(0, 0xFFFF)
 u32 = st.integers(0, 0xFFFF_FFFF)
 lenenc_ints = st.integers(0, 2**64 - 1)
-caps = st.builds(F, u32)
+
+
+def _capabilities(standard: int, extended: int) -> F:
+    """As a MariaDB peer sends them: extended bits only with CLIENT_LONG_PASSWORD clear."""
+    if extended:
+        standard &= ~F.CLIENT_LONG_PASSWORD
+    return F(standard | (extended << 32))
+
+
+caps = st.builds(_capabilities, u32, st.sampled_from([0, 0, 0x1D, 0xFFFF_FFFF]))
 status = st.builds(ServerStatus, u16)
 nonces = st.binary(min_size=20, max_size=20).filter(lambda b: b"\x00" not in b)
 attrs = st.dictionaries(texts, texts, max_size=4)
@@ -57,7 +66,14 @@ def test_mariadb_handshake_v10_decodes_and_reencodes_to_the_same_bytes() -> None
     assert handshake.capability_flags & F.CLIENT_PLUGIN_AUTH
     # MariaDB clears CLIENT_LONG_PASSWORD (CLIENT_MYSQL) and fills the extended capabilities.
     assert not handshake.capability_flags & F.CLIENT_LONG_PASSWORD
-    assert handshake.mariadb_extended_capabilities != 0
+    # MariaDB 10.11 offers progress reports, bulk execute, extended and cached metadata.
+    mariadb_bits = (
+        F.MARIADB_CLIENT_PROGRESS
+        | F.MARIADB_CLIENT_STMT_BULK_OPERATIONS
+        | F.MARIADB_CLIENT_EXTENDED_METADATA
+        | F.MARIADB_CLIENT_CACHE_METADATA
+    )
+    assert handshake.capability_flags & ~F(0xFFFFFFFF) == mariadb_bits
     assert handshake.status_flags & ServerStatus.SERVER_STATUS_AUTOCOMMIT
     assert handshake.encode() == payload
 
@@ -103,7 +119,7 @@ def test_mariadb_access_denied_errors_decode_and_reencode(
 # -- round-trips -------------------------------------------------------------------------------
 
 
-@given(texts, u32, nonces, caps, u8, status, texts, u32)
+@given(texts, u32, nonces, caps, u8, status, texts)
 def test_handshake_v10_round_trips(
     version: str,
     conn_id: int,
@@ -112,13 +128,25 @@ def test_handshake_v10_round_trips(
     charset: int,
     st_: ServerStatus,
     plugin: str,
-    extended: int,
 ) -> None:
     flags |= F.CLIENT_SECURE_CONNECTION | F.CLIENT_PLUGIN_AUTH
-    if flags & F.CLIENT_LONG_PASSWORD:
-        extended = 0
-    message = HandshakeV10(version, conn_id, nonce, flags, charset, st_, plugin, extended)
+    message = HandshakeV10(version, conn_id, nonce, flags, charset, st_, plugin)
     assert HandshakeV10.decode(message.encode()) == message
+
+
+def test_extended_capabilities_clear_client_mysql_and_fill_the_last_reserved_bytes() -> None:
+    flags = F.CLIENT_LONG_PASSWORD | F.CLIENT_SSL | F.MARIADB_CLIENT_STMT_BULK_OPERATIONS
+    payload = SSLRequest(flags).encode()
+    assert payload[:4] == int(F.CLIENT_SSL).to_bytes(4, "little")
+    assert payload[28:] == (1 << 2).to_bytes(4, "little")
+    assert SSLRequest.decode(payload).capability_flags == flags & ~F.CLIENT_LONG_PASSWORD
+
+
+def test_reserved_bytes_of_a_mysql_client_are_not_read_as_extended_capabilities() -> None:
+    payload = bytearray(SSLRequest(F.CLIENT_LONG_PASSWORD | F.CLIENT_SSL).encode())
+    payload[28:] = b"\xff\xff\xff\xff"
+    flags = SSLRequest.decode(bytes(payload)).capability_flags
+    assert flags == F.CLIENT_LONG_PASSWORD | F.CLIENT_SSL
 
 
 @given(caps, u32, u8)

@@ -17,7 +17,12 @@ UTF8MB4_GENERAL_CI = 45
 
 
 class CapabilityFlags(enum.IntFlag):
-    """Capability flags exchanged in HandshakeV10 and HandshakeResponse41."""
+    """Capability flags exchanged in HandshakeV10 and HandshakeResponse41.
+
+    Bits 32-63 are MariaDB's extended capabilities, as MariaDB's own code numbers them: on the
+    wire they sit in the last 4 reserved bytes of both messages, present only when
+    CLIENT_LONG_PASSWORD (MariaDB's CLIENT_MYSQL) is clear (MariaDB "Connection" page).
+    """
 
     CLIENT_LONG_PASSWORD = 1 << 0  # MariaDB calls this bit CLIENT_MYSQL
     CLIENT_FOUND_ROWS = 1 << 1
@@ -51,6 +56,18 @@ class CapabilityFlags(enum.IntFlag):
     CLIENT_CAPABILITY_EXTENSION = 1 << 29
     CLIENT_SSL_VERIFY_SERVER_CERT = 1 << 30
     CLIENT_REMEMBER_OPTIONS = 1 << 31
+    MARIADB_CLIENT_PROGRESS = 1 << 32
+    MARIADB_CLIENT_COM_MULTI = 1 << 33
+    MARIADB_CLIENT_STMT_BULK_OPERATIONS = 1 << 34
+    MARIADB_CLIENT_EXTENDED_METADATA = 1 << 35
+    MARIADB_CLIENT_CACHE_METADATA = 1 << 36
+
+
+# The low 32 bits travel in the capability fields, the high 32 in the reserved bytes.
+STANDARD_CAPABILITIES_MASK = 0xFFFFFFFF
+# An ERR_Packet with this error code inside a response is a progress report, not the end
+# (MariaDB "ERR_Packet", MARIADB_CLIENT_PROGRESS).
+PROGRESS_REPORT_ERROR_CODE = 0xFFFF
 
 
 class ServerStatus(enum.IntFlag):
@@ -107,6 +124,7 @@ class Command(enum.IntEnum):
     COM_DAEMON = 0x1D
     COM_BINLOG_DUMP_GTID = 0x1E
     COM_RESET_CONNECTION = 0x1F
+    COM_STMT_BULK_EXECUTE = 0xFA  # MariaDB, with MARIADB_CLIENT_STMT_BULK_OPERATIONS
 
 
 class PacketHeader(enum.IntEnum):

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from tenantproxy.wire.mysql.codec import Reader, int_fixed, str_lenenc, str_null
 from tenantproxy.wire.mysql.constants import (
+    STANDARD_CAPABILITIES_MASK,
     UTF8MB4_GENERAL_CI,
     CapabilityFlags,
     Command,
@@ -26,7 +27,8 @@ from tenantproxy.wire.mysql.errors import ProtocolError
 PROTOCOL_VERSION = 10
 SSL_REQUEST_BYTES = 32  # int<4> flags, int<4> max packet, int<1> charset, string[23] filler
 DEFAULT_MAX_PACKET_SIZE = 16 * 1024 * 1024
-_FILLER_23 = bytes(23)
+# The 23 filler bytes of SSLRequest and HandshakeResponse41: MariaDB uses the last 4.
+_FILLER_19 = bytes(19)
 # Protocol::HandshakeV10: auth-plugin-data-part-2 is "$len=MAX(13, length of auth-plugin-data - 8)".
 _MIN_PART2_BYTES = 13
 _AUTH_SWITCH_HEADER = 0xFE
@@ -61,6 +63,21 @@ def _database_or_none(raw: bytes) -> str | None:
     return decode_text(raw, "database") or None
 
 
+def _split_capabilities(caps: int) -> tuple[int, int]:
+    """(the 4 standard bytes, MariaDB's extended 4). MariaDB reads the extended ones only when
+    CLIENT_MYSQL (CLIENT_LONG_PASSWORD) is clear, so sending any clears it."""
+    extended = caps >> 32
+    if extended:
+        caps &= ~Flags.CLIENT_LONG_PASSWORD
+    return caps & STANDARD_CAPABILITIES_MASK, extended
+
+
+def _join_capabilities(standard: int, extended: int) -> CapabilityFlags:
+    if standard & Flags.CLIENT_LONG_PASSWORD:
+        extended = 0  # a MySQL peer: the reserved bytes mean nothing
+    return CapabilityFlags(standard | (extended << 32))
+
+
 @dataclass(frozen=True)
 class HandshakeV10:
     """The server's first packet (Protocol::HandshakeV10)."""
@@ -72,22 +89,16 @@ class HandshakeV10:
     character_set: int = UTF8MB4_GENERAL_CI
     status_flags: ServerStatus = ServerStatus.SERVER_STATUS_AUTOCOMMIT
     auth_plugin_name: str = "mysql_native_password"
-    # MariaDB: when CLIENT_LONG_PASSWORD (CLIENT_MYSQL) is unset, the last 4 reserved bytes hold
-    # MariaDB's extended capabilities. Read and kept for inspection; the proxy never requests them.
-    mariadb_extended_capabilities: int = 0
 
     def encode(self) -> bytes:
-        caps = int(self.capability_flags)
+        caps, extended = _split_capabilities(self.capability_flags)
         data = self.auth_plugin_data
         if len(data) < 8:
             raise ValueError("auth_plugin_data needs at least 8 bytes")
         part2 = data[8:] + b"\x00"
         part2 += bytes(max(0, _MIN_PART2_BYTES - len(part2)))
         has_plugin_auth = bool(caps & Flags.CLIENT_PLUGIN_AUTH)
-        if caps & Flags.CLIENT_LONG_PASSWORD:
-            reserved = bytes(10)
-        else:
-            reserved = bytes(6) + int_fixed(self.mariadb_extended_capabilities, 4)
+        reserved = bytes(6) + int_fixed(extended, 4)
         out = [
             bytes((PROTOCOL_VERSION,)),
             str_null(self.server_version.encode()),
@@ -124,8 +135,6 @@ class HandshakeV10:
         data_len = reader.int_fixed(1)
         reader.bytes_fixed(6)
         extended = reader.int_fixed(4)
-        if caps & Flags.CLIENT_LONG_PASSWORD:
-            extended = 0
         if caps & Flags.CLIENT_SECURE_CONNECTION:
             data += reader.bytes_fixed(max(_MIN_PART2_BYTES, data_len - 8))
             # The nonce is data_len - 1 bytes (the last is a NUL); without CLIENT_PLUGIN_AUTH
@@ -140,12 +149,21 @@ class HandshakeV10:
             server_version=server_version,
             connection_id=connection_id,
             auth_plugin_data=data,
-            capability_flags=CapabilityFlags(caps),
+            capability_flags=_join_capabilities(caps, extended),
             character_set=character_set,
             status_flags=ServerStatus(status_flags),
             auth_plugin_name=plugin_name,
-            mariadb_extended_capabilities=extended,
         )
+
+
+def _read_login_start(reader: Reader) -> tuple[int, int, int]:
+    """The fields SSLRequest and HandshakeResponse41 share, up to MariaDB's extended
+    capabilities: (capability flags, max packet size, character set)."""
+    standard = reader.int_fixed(4)
+    max_packet_size = reader.int_fixed(4)
+    character_set = reader.int_fixed(1)
+    reader.bytes_fixed(len(_FILLER_19))
+    return standard, max_packet_size, character_set
 
 
 @dataclass(frozen=True)
@@ -157,11 +175,13 @@ class SSLRequest:
     character_set: int = UTF8MB4_GENERAL_CI
 
     def encode(self) -> bytes:
+        caps, extended = _split_capabilities(self.capability_flags)
         return (
-            int_fixed(int(self.capability_flags), 4)
+            int_fixed(caps, 4)
             + int_fixed(self.max_packet_size, 4)
             + int_fixed(self.character_set, 1)
-            + _FILLER_23
+            + _FILLER_19
+            + int_fixed(extended, 4)
         )
 
     @classmethod
@@ -169,10 +189,11 @@ class SSLRequest:
         if len(payload) != SSL_REQUEST_BYTES:
             raise ProtocolError(f"SSLRequest must be {SSL_REQUEST_BYTES} bytes, got {len(payload)}")
         reader = Reader(payload)
-        caps = CapabilityFlags(reader.int_fixed(4))
-        if not caps & Flags.CLIENT_SSL:
+        standard, max_packet_size, character_set = _read_login_start(reader)
+        if not standard & Flags.CLIENT_SSL:
             raise ProtocolError("SSLRequest without CLIENT_SSL")
-        return cls(caps, reader.int_fixed(4), reader.int_fixed(1))
+        caps = _join_capabilities(standard, reader.int_fixed(4))
+        return cls(caps, max_packet_size, character_set)
 
 
 @dataclass(frozen=True)
@@ -220,12 +241,10 @@ class HandshakeResponse41:
     @classmethod
     def decode(cls, payload: bytes) -> HandshakeResponse41:
         reader = Reader(payload)
-        caps = CapabilityFlags(reader.int_fixed(4))
-        if not caps & Flags.CLIENT_PROTOCOL_41:
+        standard, max_packet_size, character_set = _read_login_start(reader)
+        if not standard & Flags.CLIENT_PROTOCOL_41:
             raise ProtocolError("client does not speak protocol 4.1 (CLIENT_PROTOCOL_41 unset)")
-        max_packet_size = reader.int_fixed(4)
-        character_set = reader.int_fixed(1)
-        reader.bytes_fixed(23)  # filler; MariaDB puts extended capabilities in its last 4 bytes
+        caps = _join_capabilities(standard, reader.int_fixed(4))
         username = decode_text(reader.bytes_null(), "user name")
         if caps & Flags.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA:
             auth_response = reader.bytes_lenenc()

@@ -9,8 +9,13 @@ Commands) and MariaDB's "Result Set Packets":
 
     command                      response
     COM_QUERY, COM_STMT_EXECUTE  OK | ERR | LOCAL INFILE request | result set; an OK or a result
-    (and unknown commands)       set's terminator with SERVER_MORE_RESULTS_EXISTS starts another
+    COM_STMT_BULK_EXECUTE        set's terminator with SERVER_MORE_RESULTS_EXISTS starts another
+    (and unknown commands)       (bulk execute: a result set with RETURNING)
     result set                   column count, N column definitions, [EOF], rows, terminator
+    column count                 with MARIADB_CLIENT_CACHE_METADATA, a byte follows: 0 means the
+                                 column definitions are skipped (the client has them cached)
+    progress report              with MARIADB_CLIENT_PROGRESS, ERR packets with error code 0xFFFF
+                                 may come before the answer: they never end the response
     terminator                   EOF (0xFE, short) or, with CLIENT_DEPRECATE_EOF, an OK packet with
                                  header 0xFE; ERR may replace it (and ends the response)
     LOCAL INFILE (0xFB)          the client sends the file, then an empty packet; then OK | ERR
@@ -40,6 +45,7 @@ from collections import deque
 from tenantproxy.wire.mysql.constants import (
     HEADER_BYTES,
     MAX_PACKET_PAYLOAD_BYTES,
+    PROGRESS_REPORT_ERROR_CODE,
     CapabilityFlags,
     Command,
     CursorType,
@@ -81,6 +87,7 @@ _INFILE_RESULT = 10  # OK | ERR after the file
 _MULTI_PACKET_FIRST_STATE = {
     Command.COM_QUERY: _FIRST,
     Command.COM_STMT_EXECUTE: _FIRST,
+    Command.COM_STMT_BULK_EXECUTE: _FIRST,
     Command.COM_PROCESS_INFO: _FIRST,
     Command.COM_STMT_PREPARE: _PREPARE_FIRST,
     Command.COM_STMT_FETCH: _ROWS,
@@ -111,6 +118,8 @@ class ResponseTracker:
 
     def __init__(self, capabilities: CapabilityFlags) -> None:
         self._is_deprecate_eof = bool(capabilities & CapabilityFlags.CLIENT_DEPRECATE_EOF)
+        self._has_metadata_flag = bool(capabilities & CapabilityFlags.MARIADB_CLIENT_CACHE_METADATA)
+        self._has_progress_reports = bool(capabilities & CapabilityFlags.MARIADB_CLIENT_PROGRESS)
         self._queue: deque[tuple[int, bool]] = deque()  # (first state, is cursor execute)
         self._state = _NONE
         self._is_cursor = False
@@ -306,13 +315,24 @@ class ResponseTracker:
             self._state = _INFILE_WAIT
             self._infile_continues = False
         elif 0 < first < 0xFB:  # the column count, a Protocol::LengthEncodedInteger
-            self._remaining = first
-            self._state = _COLUMN_DEFS
+            self._column_count(buf, off + 1, head_end, first)
         elif first in (0xFC, 0xFD) and off + _LENENC_SIZE[first] <= head_end:
-            self._remaining = int.from_bytes(buf[off + 1 : off + _LENENC_SIZE[first]], "little")
-            self._state = _COLUMN_DEFS
+            count = int.from_bytes(buf[off + 1 : off + _LENENC_SIZE[first]], "little")
+            self._column_count(buf, off + _LENENC_SIZE[first], head_end, count)
         else:
             raise ProtocolError(f"invalid first packet of a result: 0x{max(first, 0):02x}")
+
+    def _column_count(self, buf: bytes | bytearray, pos: int, head_end: int, count: int) -> None:
+        """After the count: MariaDB's "metadata follows" byte (Result Set Packets, Column
+        Count Packet) when MARIADB_CLIENT_CACHE_METADATA was negotiated."""
+        self._remaining = count
+        self._state = _COLUMN_DEFS
+        if self._has_metadata_flag:
+            if pos >= head_end:
+                raise ProtocolError("column count packet without its metadata-follows byte")
+            if not buf[pos]:
+                self._remaining = 0
+                self._state = _ROWS if self._is_deprecate_eof else _METADATA_EOF
 
     def _prepare_first(self, buf: bytes | bytearray, off: int, head_end: int, first: int) -> None:
         if first == _ERR:
@@ -358,5 +378,8 @@ class ResponseTracker:
     def _error(self, buf: bytes | bytearray, off: int, head_end: int) -> None:
         if off + 3 > head_end:
             raise ProtocolError("ERR packet too short for its error code")
-        self.last_error_code = buf[off + 1] | (buf[off + 2] << 8)
+        code = buf[off + 1] | (buf[off + 2] << 8)
+        if code == PROGRESS_REPORT_ERROR_CODE and self._has_progress_reports:
+            return  # a progress report (MARIADB_CLIENT_PROGRESS): the answer is still to come
+        self.last_error_code = code
         self._is_end_pending = True
