@@ -18,9 +18,10 @@ from tenantproxy.config import (
     AwsSecretStoreConfig,
     FileSecretStoreConfig,
     ProxyConfig,
+    describe_setting_error,
     load_proxy_config,
 )
-from tenantproxy.errors import BackendError, ConfigError
+from tenantproxy.errors import BackendError, ConfigError, SecretStoreError, SettingError
 from tenantproxy.identity import DbAuthTokenVerifier
 from tenantproxy.identity.sealing import load_key
 from tenantproxy.pool import TargetBudget
@@ -44,7 +45,7 @@ READY_LINE = "tenantproxy ready"
 def build_proxy(config: ProxyConfig, log: logging.Logger) -> ProxyServer:
     """Builds a proxy server from its config; nothing is started yet."""
     secrets = SecretLookup(open_secret_store(config), config.secret_name_prefix, log)
-    backend_tls = tls.client_context(config.backend_ca_file) if config.backend_tls else None
+    backend_tls = _backend_tls(config)
     states = [
         TargetState(
             Target(t.name, t.role, t.host, t.port),
@@ -65,9 +66,7 @@ def build_proxy(config: ProxyConfig, log: logging.Logger) -> ProxyServer:
             config, secrets, backend_tls, target, db_user, profile
         ),
     )
-    client_tls = None
-    if config.tls_cert_file is not None and config.tls_key_file is not None:
-        client_tls = tls.server_context(config.tls_cert_file, config.tls_key_file)
+    client_tls = _client_tls(config)
     token_hosts = {h.lower() for h in config.iam_auth.endpoint_hosts} if config.iam_auth else set()
     context = ProxyContext(
         config=config,
@@ -97,10 +96,61 @@ def open_secret_store(config: ProxyConfig) -> SecretStore:
     ``secret_name_prefix`` (and with its tag, when one is set)."""
     store = config.secret_store
     if isinstance(store, FileSecretStoreConfig):
-        return FileSecretStore.from_config(store)
+        return _open_file_store(store)
     if isinstance(store, AwsSecretStoreConfig):
         return AwsSecretStore.from_config(store, config.secret_name_prefix)
     raise ConfigError(f"secret_store.kind = {store.kind!r} is not known")
+
+
+def _open_file_store(config: FileSecretStoreConfig) -> FileSecretStore:
+    """The file store, read once now: a missing file or a wrong key is a config error at start,
+    not a proxy that refuses every login with 1045."""
+    if not config.path.is_file():
+        raise SettingError(("secret_store", "path"), f"{config.path}: no such file")
+    key_loc = ("secret_store", "key_file" if config.key_file is not None else "key_env")
+    try:
+        store = FileSecretStore.from_config(config)
+    except SecretStoreError as exc:
+        raise SettingError(key_loc, str(exc)) from None
+    try:
+        store.list_names()
+    except SecretStoreError as exc:
+        raise SettingError(key_loc, str(exc)) from None
+    except OSError as exc:
+        raise SettingError(("secret_store", "path"), f"{config.path}: {exc.strerror}") from None
+    return store
+
+
+def _client_tls(config: ProxyConfig) -> ssl.SSLContext | None:
+    cert_file, key_file = config.tls_cert_file, config.tls_key_file
+    if cert_file is None or key_file is None:
+        return None
+    _check_readable("tls_cert_file", cert_file)
+    _check_readable("tls_key_file", key_file)
+    try:
+        return tls.server_context(cert_file, key_file)
+    except (ssl.SSLError, OSError) as exc:
+        cause = f"{cert_file} and {key_file} are not a PEM certificate and its key: {exc}"
+        raise SettingError(("tls_cert_file",), cause) from None
+
+
+def _backend_tls(config: ProxyConfig) -> ssl.SSLContext | None:
+    if not config.backend_tls:
+        return None
+    if config.backend_ca_file is not None:
+        _check_readable("backend_ca_file", config.backend_ca_file)
+    try:
+        return tls.client_context(config.backend_ca_file)
+    except (ssl.SSLError, OSError) as exc:
+        raise SettingError(("backend_ca_file",), f"not a PEM CA certificate: {exc}") from None
+
+
+def _check_readable(key: str, path: Path) -> None:
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise SettingError((key,), f"{path}: {exc.strerror}") from None
 
 
 def _token_logins(config: ProxyConfig, allowed_hosts: set[str]) -> TokenLogins | None:
@@ -168,4 +218,8 @@ def run_proxy(config_path: Path, log_level: str = "INFO") -> None:
         level=log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     config = load_proxy_config(config_path)
-    uvloop.run(serve(config, logging.getLogger("tenantproxy.proxy")))
+    try:
+        uvloop.run(serve(config, logging.getLogger("tenantproxy.proxy")))
+    except SettingError as exc:
+        # One line naming the file, the key and its line, and the cause; no traceback.
+        raise ConfigError(describe_setting_error(config_path, exc.loc, exc.cause)) from None

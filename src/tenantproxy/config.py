@@ -194,6 +194,18 @@ def describe_validation_error(source: str, exc: ValidationError, toml_text: str 
     return "\n".join(lines)
 
 
+def describe_setting_error(path: Path, loc: tuple[Any, ...], cause: str) -> str:
+    """``file:line: key: cause`` for a setting that failed when used (the line when found)."""
+    try:
+        text = path.read_text()
+    except OSError:
+        text = ""
+    line = toml_line_of(text, loc) if text else None
+    where = f"{path}:{line}" if line is not None else str(path)
+    key = ".".join(str(part) for part in loc)
+    return f"{where}: {key}: {cause}"
+
+
 _ARRAY_HEADER = re.compile(r"\[\[\s*([\w.-]+)\s*\]\]")
 _TABLE_HEADER = re.compile(r"\[\s*([\w.-]+)\s*\]")
 _KEY = re.compile(r"([\w-]+)\s*=")

@@ -4,6 +4,7 @@ The tree::
 
     TenantProxyError
     ├── ConfigError            a config or stack file is wrong; the message names the key
+    │   └── SettingError       a setting's value fails when used (a missing file, a port in use)
     ├── SecretStoreError
     │   └── SecretNotFound     no secret of that name
     ├── PoolError
@@ -24,6 +25,16 @@ class TenantProxyError(Exception):
 
 class ConfigError(TenantProxyError):
     """A config or stack file is invalid."""
+
+
+class SettingError(ConfigError):
+    """A setting that validates but fails when used: ``loc`` is its key (as in a validation
+    error, e.g. ``("endpoints", 0, "port")``); whoever knows the file names it and the line."""
+
+    def __init__(self, loc: tuple[str | int, ...], cause: str) -> None:
+        super().__init__(f"{'.'.join(str(part) for part in loc)}: {cause}")
+        self.loc = loc
+        self.cause = cause
 
 
 class SecretStoreError(TenantProxyError):

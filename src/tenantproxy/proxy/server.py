@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tenantproxy.config import EndpointConfig, ProxyConfig
+from tenantproxy.errors import SettingError
 from tenantproxy.observability.metrics import Metrics
 from tenantproxy.observability.prometheus import serve_metrics
 from tenantproxy.pool import run_maintenance
@@ -117,27 +118,41 @@ class ProxyServer:
         self.bound_addresses: dict[str, tuple[str, int]] = {}
 
     async def start(self) -> None:
-        await self._health.check_all()
-        await self._start_metrics()
+        # Bound first, serving after the health check: a port in use fails before anything
+        # else happens, and the first clients meet targets whose health is known.
         loop = asyncio.get_running_loop()
-        for endpoint in self.context.config.endpoints:
-            listener = await loop.create_server(
-                self._session_factory(endpoint),
-                endpoint.host,
-                endpoint.port,
-                reuse_address=True,
-                backlog=4096,
-            )
+        for number, endpoint in enumerate(self.context.config.endpoints):
+            try:
+                listener = await loop.create_server(
+                    self._session_factory(endpoint),
+                    endpoint.host,
+                    endpoint.port,
+                    reuse_address=True,
+                    backlog=4096,
+                    start_serving=False,
+                )
+            except OSError as exc:
+                cause = f"cannot listen on {endpoint.host}:{endpoint.port}: {exc.strerror}"
+                raise SettingError(("endpoints", number, "port"), cause) from None
             self._listeners.append(listener)
             host, port = listener.sockets[0].getsockname()[:2]
             self.bound_addresses[endpoint.name] = (host, port)
             self.context.token_hosts.update({f"{host}:{port}", f"localhost:{port}"})
+        await self._start_metrics()
+        await self._health.check_all()
+        for listener in self._listeners:
+            await listener.start_serving()
 
     async def _start_metrics(self) -> None:
         port = self.context.config.metrics_port
         if port is None:
             return
-        server, address = await serve_metrics("127.0.0.1", port, proxy_families(self.context))
+        try:
+            families = proxy_families(self.context)
+            server, address = await serve_metrics("127.0.0.1", port, families)
+        except OSError as exc:
+            cause = f"cannot listen on 127.0.0.1:{port}: {exc.strerror}"
+            raise SettingError(("metrics_port",), cause) from None
         self._listeners.append(server)
         self.bound_addresses["metrics"] = address
 
