@@ -28,6 +28,7 @@ from tenantproxy.proxy.mysql_errors import MysqlError
 from tenantproxy.proxy.relay import Relay
 from tenantproxy.secretstore import Secret
 from tenantproxy.wire.mysql import auth_plugins
+from tenantproxy.wire.mysql.codec import int3_at
 from tenantproxy.wire.mysql.errors import PacketTooLarge, ProtocolError
 from tenantproxy.wire.mysql.events import (
     NEED_DATA,
@@ -251,7 +252,7 @@ class ClientSession(asyncio.Protocol):
         # client's TLS ClientHello, which must go to TLS, not to the MySQL parser.
         if len(self._pending) < 4:
             return False
-        length = int.from_bytes(self._pending[:3], "little")
+        length = int3_at(self._pending)
         if length > _MAX_FIRST_PACKET_BYTES:
             raise ProtocolError(f"first packet of {length} bytes is not a handshake")
         if len(self._pending) < 4 + length:

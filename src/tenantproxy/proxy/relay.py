@@ -15,6 +15,7 @@ from tenantproxy.proxy import mysql_errors
 from tenantproxy.proxy.backends import BackendConnection
 from tenantproxy.proxy.client_channel import ClientChannel
 from tenantproxy.proxy.mysql_errors import MysqlError
+from tenantproxy.wire.mysql.codec import int3_at
 from tenantproxy.wire.mysql.constants import Command
 from tenantproxy.wire.mysql.errors import PacketTooLarge, ProtocolError
 from tenantproxy.wire.mysql.framing import PacketSplitter, WirePacket
@@ -113,7 +114,7 @@ class Relay:
         return (
             len(data) > 4
             and data[3] == 0  # sequence id 0: a new command
-            and int.from_bytes(data[:3], "little") + 4 == len(data)
+            and int3_at(data) + 4 == len(data)
             and data[4] not in ANSWERED_BY_THE_PROXY
             and self._splitter.buffered_bytes == 0
             and not self._tracker.is_awaiting_local_infile

@@ -109,6 +109,7 @@ def replay(transcript: Transcript, chunker: Chunker) -> None:
             continue
         ended = [tracker.server_data(chunk) for chunk in chunker(step.server)]
         assert ended == [0] * (len(ended) - 1) + [step.ends]
+        assert len(tracker.ends) == step.ends  # one ResponseEnd per response ended
         assert tracker.is_awaiting_local_infile == (step.ends == 0)
         if step.status is not None:
             assert tracker.status_flags == step.status

@@ -8,6 +8,12 @@ from __future__ import annotations
 from tenantproxy.wire.mysql.errors import ProtocolError
 
 
+def int3_at(buf: bytes | bytearray, pos: int = 0) -> int:
+    """The Protocol::FixedLengthInteger int<3> at buf[pos:pos + 3]: a packet header's payload
+    length, and both lengths of a compressed packet's header. The caller checks the bounds."""
+    return buf[pos] | (buf[pos + 1] << 8) | (buf[pos + 2] << 16)
+
+
 def int_fixed(value: int, size: int) -> bytes:
     return value.to_bytes(size, "little")
 

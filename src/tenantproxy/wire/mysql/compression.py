@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import zlib
 
+from tenantproxy.wire.mysql.codec import int3_at
 from tenantproxy.wire.mysql.errors import ProtocolError
 
 COMPRESSED_HEADER_BYTES = 7
@@ -75,11 +76,11 @@ class CompressedStream:
         pieces: list[bytes] = []
         pos, end = 0, len(data)
         while end - pos >= COMPRESSED_HEADER_BYTES:
-            length = data[pos] | (data[pos + 1] << 8) | (data[pos + 2] << 16)
+            length = int3_at(data, pos)
             stop = pos + COMPRESSED_HEADER_BYTES + length
             if stop > end:
                 break
-            uncompressed_length = data[pos + 4] | (data[pos + 5] << 8) | (data[pos + 6] << 16)
+            uncompressed_length = int3_at(data, pos + 4)
             payload = data[pos + COMPRESSED_HEADER_BYTES : stop]
             if uncompressed_length:
                 payload = _inflate(payload, uncompressed_length)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from tenantproxy.wire.mysql.codec import int3_at
 from tenantproxy.wire.mysql.constants import HEADER_BYTES, MAX_PACKET_PAYLOAD_BYTES
 from tenantproxy.wire.mysql.errors import PacketTooLarge, ProtocolError
 
@@ -93,7 +94,7 @@ class PacketSplitter:
         pos = 0
         end = len(data)
         while end - pos >= HEADER_BYTES:
-            length = data[pos] | (data[pos + 1] << 8) | (data[pos + 2] << 16)
+            length = int3_at(data, pos)
             logical_bytes = (self._logical_bytes if self._is_continuing else 0) + length
             if logical_bytes > self._max_packet_bytes:
                 raise _too_large(logical_bytes, self._max_packet_bytes)
@@ -151,7 +152,7 @@ class PacketDecoder:
         buffer = self._buffer
         while len(buffer) - self._pos >= HEADER_BYTES:
             pos = self._pos
-            length = buffer[pos] | (buffer[pos + 1] << 8) | (buffer[pos + 2] << 16)
+            length = int3_at(buffer, pos)
             sequence_id = buffer[pos + 3]
             if sequence_id != self.expected_sequence_id:
                 raise ProtocolError(

@@ -36,12 +36,20 @@ A 0xFFFFFF-long fragment is followed by a continuation fragment that is never re
 In the rows, 0xFE starts a terminator only when the fragment is shorter than 0xFFFFFF: as a row's
 first byte it is an 8-byte length, so such a row is at least 16 MiB long (Text Resultset Row).
 CLIENT_OPTIONAL_RESULTSET_METADATA (MySQL 8 only; MariaDB never offers it) is not supported.
+
+Each response's end is reported as a ``ResponseEnd`` (in ``ends``, for the last ``server_data``
+call), what the relay's lease/release and session-state decisions need: the final status flags,
+the error code, whether any OK/EOF of the response had SERVER_SESSION_STATE_CHANGED (a later
+packet of the same response does not clear it), the OK payloads that carry session-state info
+(copied whole: OK packets are small), PREPARE_OK's statement id and a non-zero last insert id.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 
+from tenantproxy.wire.mysql.codec import int3_at
 from tenantproxy.wire.mysql.constants import (
     HEADER_BYTES,
     MAX_PACKET_PAYLOAD_BYTES,
@@ -107,6 +115,29 @@ _UNSUPPORTED_COMMANDS = frozenset((Command.COM_BINLOG_DUMP, Command.COM_BINLOG_D
 _LENENC_SIZE = bytes([1] * 0xFB + [0, 3, 4, 9, 0])
 
 
+@dataclass(frozen=True, slots=True)
+class ResponseEnd:
+    """How one command's response ended."""
+
+    status_flags: int
+    error_code: int | None = None  # the ERR that ended it, None when it succeeded
+    is_state_changed: bool = False  # some OK/EOF of it had SERVER_SESSION_STATE_CHANGED
+    state_change_oks: tuple[bytes, ...] = ()  # those OK payloads, whole (session_track.py)
+    statement_id: int | None = None  # from COM_STMT_PREPARE_OK
+    last_insert_id: int = 0  # the last non-zero one of the response's OK packets
+
+
+def _lenenc_at(buf: bytes | bytearray, pos: int, head_end: int) -> int:
+    """A Protocol::LengthEncodedInteger whose bytes are all in buf[:head_end]."""
+    first = buf[pos]
+    size = _LENENC_SIZE[first]
+    if size == 1:
+        return first
+    if not size or pos + size > head_end:
+        raise ProtocolError("invalid length-encoded integer in an OK packet")
+    return int.from_bytes(buf[pos + 1 : pos + size], "little")
+
+
 def _status_at(buf: bytes | bytearray, pos: int, head_end: int) -> int:
     if pos + 2 > head_end:
         raise ProtocolError("OK/EOF packet too short for its status flags")
@@ -133,6 +164,13 @@ class ResponseTracker:
         self._status = int(ServerStatus.SERVER_STATUS_AUTOCOMMIT)
         self.has_session_state_changed = False
         self.last_error_code: int | None = None
+        self.ends: list[ResponseEnd] = []  # the responses that ended in the last server_data
+        # The current response so far (see ResponseEnd).
+        self._is_state_changed = False
+        self._state_change_oks: list[bytearray] = []
+        self._capture: bytearray | None = None  # the OK payload being copied, if any
+        self._statement_id: int | None = None
+        self._last_insert_id = 0
 
     @property
     def status_flags(self) -> ServerStatus:
@@ -186,11 +224,15 @@ class ResponseTracker:
     def server_data(self, data: bytes) -> int:
         """Bytes the server sent; returns how many responses ended in them."""
         self._ended = 0
+        if self.ends:
+            self.ends = []
         end = len(data)
         pos = 0
         while pos < end:
             if self._skip:
                 take = min(self._skip, end - pos)
+                if self._capture is not None:
+                    self._capture += data[pos : pos + take]
                 self._skip -= take
                 pos += take
                 if not self._skip and self._is_end_pending and not self._has_more_fragments:
@@ -203,7 +245,7 @@ class ResponseTracker:
                 self._check_response_expected()
                 self._partial += data[pos:]
                 break
-            length = data[pos] | (data[pos + 1] << 8) | (data[pos + 2] << 16)
+            length = int3_at(data, pos)
             stop = pos + HEADER_BYTES + length
             head_end = stop if length <= _HEAD_BYTES else pos + HEADER_BYTES + _HEAD_BYTES
             if head_end > end:
@@ -211,6 +253,8 @@ class ResponseTracker:
                 self._partial += data[pos:]
                 break
             self._on_fragment(data, pos + HEADER_BYTES, head_end, length)
+            if self._capture is not None:
+                self._capture += data[head_end : min(stop, end)]
             if stop <= end:
                 pos = stop
                 if self._is_end_pending and not self._has_more_fragments:
@@ -229,7 +273,7 @@ class ResponseTracker:
             pos += take
             if len(partial) < HEADER_BYTES:
                 return pos
-        length = partial[0] | (partial[1] << 8) | (partial[2] << 16)
+        length = int3_at(partial)
         wanted = HEADER_BYTES + min(length, _HEAD_BYTES)
         take = wanted - len(partial)
         partial += data[pos : pos + take]
@@ -250,6 +294,21 @@ class ResponseTracker:
     def _end_response(self) -> None:
         self._is_end_pending = False
         self._ended += 1
+        self.ends.append(
+            ResponseEnd(
+                self._status,
+                self.last_error_code,
+                self._is_state_changed,
+                tuple(bytes(ok) for ok in self._state_change_oks),
+                self._statement_id,
+                self._last_insert_id,
+            )
+        )
+        self._is_state_changed = False
+        self._state_change_oks = []
+        self._capture = None
+        self._statement_id = None
+        self._last_insert_id = 0
         self._queue.popleft()
         if self._queue:
             self._state, self._is_cursor = self._queue[0]
@@ -258,6 +317,7 @@ class ResponseTracker:
 
     def _on_fragment(self, buf: bytes | bytearray, off: int, head_end: int, length: int) -> None:
         """Looks at one fragment's head: buf[off:head_end] (at most _HEAD_BYTES of payload)."""
+        self._capture = None  # the previous packet, if copied, is complete
         if self._has_more_fragments:  # a continuation: never a packet of its own
             self._has_more_fragments = length == _MAX
             return
@@ -347,6 +407,7 @@ class ResponseTracker:
         self._remaining = num_columns + num_params + eofs
         self._state = _PREPARE_DEFS
         self._is_end_pending = not self._remaining
+        self._statement_id = int.from_bytes(buf[off + 1 : off + 5], "little")
         self.last_error_code = None
 
     def _terminator(self, buf: bytes | bytearray, off: int, head_end: int) -> None:
@@ -362,11 +423,21 @@ class ResponseTracker:
         if pos < head_end:
             pos += _LENENC_SIZE[buf[pos]]
             if pos < head_end:
+                last_insert_id = _lenenc_at(buf, pos, head_end)
+                if last_insert_id:
+                    self._last_insert_id = last_insert_id
                 pos += _LENENC_SIZE[buf[pos]]
-        self._ok_or_eof_ends(_status_at(buf, pos, head_end), is_ok=True)
+        status = _status_at(buf, pos, head_end)
+        if status & _SESSION_STATE_CHANGED and not self._has_more_fragments:
+            # Copy the whole OK: session_track.py decodes its session-state info.
+            self._capture = bytearray(buf[off:head_end])
+            self._state_change_oks.append(self._capture)
+        self._ok_or_eof_ends(status, is_ok=True)
 
     def _ok_or_eof_ends(self, status: int, is_ok: bool) -> None:
         self._status = status
+        if status & _SESSION_STATE_CHANGED:
+            self._is_state_changed = True
         if is_ok:
             self.has_session_state_changed = bool(status & _SESSION_STATE_CHANGED)
         self.last_error_code = None
