@@ -84,9 +84,16 @@ def connector_connect(
 
 
 def mariadb_cli(
-    endpoint: str, user: str, password: str, database: str, ca_file: str, sql: str
+    endpoint: str,
+    user: str,
+    password: str,
+    database: str,
+    ca_file: str | None,
+    sql: str,
+    options: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess[str]:
-    """Runs the `mariadb` command-line client in batch mode (tab-separated output)."""
+    """Runs the `mariadb` command-line client in batch mode (tab-separated output); over TLS
+    unless ``ca_file`` is None."""
     host, port = host_port(endpoint)
     command = [
         "mariadb",
@@ -94,8 +101,8 @@ def mariadb_cli(
         f"--host={host}",
         f"--port={port}",
         f"--user={user}",
-        "--ssl",
-        f"--ssl-ca={ca_file}",
+        *(("--ssl", f"--ssl-ca={ca_file}") if ca_file else ("--skip-ssl",)),
+        *options,
         "--batch",
         f"--database={database}",
         f"--execute={sql}",

@@ -8,10 +8,13 @@ import socket
 import ssl
 
 from tenantproxy.wire.mysql.client_connection import ClientConnection
+from tenantproxy.wire.mysql.constants import CapabilityFlags
 from tenantproxy.wire.mysql.events import NEED_DATA, Authenticated, LoginFailed, StartTls
 from tenantproxy.wire.mysql.responses import ErrPacket
 from tests.integration.async_client import CAPABILITIES
 from tests.integration.clients import host_port, tls_context
+
+_NO_EXTRA_CAPABILITIES = CapabilityFlags(0)
 
 
 class RawClient:
@@ -20,12 +23,18 @@ class RawClient:
         self.sock: socket.socket = socket.create_connection((host, port), timeout=15)
         self._ca_file = ca_file
 
-    def log_in(self, user: str, password: str, database: str | None) -> Authenticated:
+    def log_in(
+        self,
+        user: str,
+        password: str,
+        database: str | None,
+        extra_capabilities: CapabilityFlags = _NO_EXTRA_CAPABILITIES,
+    ) -> Authenticated:
         connection = ClientConnection(
             username=user,
             password=password.encode(),
             database=database,
-            capabilities=CAPABILITIES,
+            capabilities=CAPABILITIES | extra_capabilities,
             use_tls=self._ca_file is not None,
         )
         while True:

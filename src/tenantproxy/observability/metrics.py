@@ -17,6 +17,10 @@ COUNTER_NAMES = (
     "ClientConnectionsTLS",
     "DatabaseConnectionRequests",
     "DatabaseConnectionsBorrowTimeouts",
+    # Not RDS Proxy's: client-leg protocol compression (CLIENT_COMPRESS), both directions, the
+    # bytes on the wire (compressed headers included) and the packet stream they carry.
+    "ClientBytesCompressed",
+    "ClientBytesUncompressed",
 )
 
 

@@ -1,21 +1,30 @@
-"""The client's side of the socket: writes, TLS (on memory buffers, see tls.py), closing."""
+"""The client's side of the socket: writes, TLS (on memory buffers, see tls.py), protocol
+compression (CLIENT_COMPRESS, wire/mysql/compression.py), closing.
+
+Layering follows MariaDB's (net_serv.cc over vio): compressed packets travel inside TLS, so a
+read is decrypted then decompressed and a write compressed then encrypted. Compression starts
+only after the OK that ends the login, which is sent plain (MySQL "Compression" pages)."""
 
 from __future__ import annotations
 
 import asyncio
 import ssl
 
+from tenantproxy.observability.metrics import Metrics
 from tenantproxy.proxy.tls import TlsChannel
+from tenantproxy.wire.mysql.compression import CompressedStream
 
 
 class ClientChannel:
     """Bytes to and from one client, through TLS once it has started."""
 
-    __slots__ = ("_tls", "_transport")
+    __slots__ = ("_compression", "_metrics", "_tls", "_transport")
 
     def __init__(self, transport: asyncio.Transport) -> None:
         self._transport = transport
         self._tls: TlsChannel | None = None
+        self._compression: CompressedStream | None = None
+        self._metrics: Metrics | None = None
 
     @property
     def is_tls(self) -> bool:
@@ -33,23 +42,53 @@ class ClientChannel:
         self._flush_tls()
         return plaintext
 
-    def decrypt(self, data: bytes) -> bytes:
-        """Plaintext from bytes read off the socket (as they are without TLS).
+    @property
+    def is_compressed(self) -> bool:
+        return self._compression is not None
 
-        Raises ssl.SSLError on a broken TLS stream."""
-        if self._tls is None:
-            return data
-        plaintext = self._tls.receive_encrypted(data)
-        self._flush_tls()
-        return plaintext
+    def start_compression(self, metrics: Metrics) -> None:
+        """From now on both ways go in compressed packets; ``metrics`` counts their bytes."""
+        self._compression = CompressedStream()
+        self._metrics = metrics
+
+    def decrypt(self, data: bytes) -> bytes:
+        """The packet stream from bytes read off the socket (as they are without TLS and
+        compression).
+
+        Raises ssl.SSLError on a broken TLS stream, ProtocolError on a broken compressed one."""
+        if self._tls is not None:
+            data = self._tls.receive_encrypted(data)
+            self._flush_tls()
+        if self._compression is not None and data:
+            data = self._decompress(data)
+        return data
 
     def write(self, data: bytes) -> None:
         transport = self._transport
         if transport.is_closing():
             return
+        if self._compression is not None:
+            data = self._compress(data)
         if self._tls is not None:
             data = self._tls.encrypt(data)
         transport.write(data)
+
+    def _decompress(self, data: bytes) -> bytes:
+        stream = self._compression
+        assert stream is not None and self._metrics is not None
+        before = stream.compressed_bytes_received
+        packets = stream.decompress(data)
+        # Counted as compressed packets complete, so both counters cover the same packets.
+        self._metrics.count("ClientBytesCompressed", stream.compressed_bytes_received - before)
+        self._metrics.count("ClientBytesUncompressed", len(packets))
+        return packets
+
+    def _compress(self, data: bytes) -> bytes:
+        assert self._compression is not None and self._metrics is not None
+        framed = self._compression.compress(data)
+        self._metrics.count("ClientBytesCompressed", len(framed))
+        self._metrics.count("ClientBytesUncompressed", len(data))
+        return framed
 
     def pause_reading(self) -> None:
         if not self._transport.is_closing():

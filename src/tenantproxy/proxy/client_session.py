@@ -29,6 +29,7 @@ from tenantproxy.proxy.relay import Relay
 from tenantproxy.secretstore import Secret
 from tenantproxy.wire.mysql import auth_plugins
 from tenantproxy.wire.mysql.codec import int3_at
+from tenantproxy.wire.mysql.constants import CapabilityFlags
 from tenantproxy.wire.mysql.errors import PacketTooLarge, ProtocolError
 from tenantproxy.wire.mysql.events import (
     NEED_DATA,
@@ -125,6 +126,9 @@ class ClientSession(asyncio.Protocol):
         except ssl.SSLError:
             self._client.abort()
             self._end_session()
+            return
+        except ProtocolError:  # a compressed packet that is not what its header says
+            self.fail(mysql_errors.MALFORMED_PACKET)
             return
         if self._relay is not None and self.phase is SessionPhase.RELAYING:
             self._relay.from_client(data)
@@ -300,6 +304,8 @@ class ClientSession(asyncio.Protocol):
         if await self._lease_backend(login.username, profile, login.database):
             assert self._held is not None
             client.write(server.send_ok(status_flags=self._held.connection.status_flags))
+            if server.negotiated_capabilities & CapabilityFlags.CLIENT_COMPRESS:
+                client.start_compression(self._context.metrics)
             self._start_relaying()
             self._context.metrics.count("ClientConnectionsSetupSucceeded", tenant=self.username)
 

@@ -32,10 +32,12 @@ from tenantproxy.wire.mysql.constants import CapabilityFlags
 if TYPE_CHECKING:
     from tenantproxy.proxy.token_login import TokenLogins
 
-# What the proxy offers clients: what it relays (RELAYED_CAPABILITIES) plus the login basics.
-# Not offered: compression, query attributes and optional metadata, which MariaDB lacks.
+# What the proxy offers clients: what it relays (RELAYED_CAPABILITIES) plus the login basics,
+# and zlib compression of the client leg, which the proxy does itself (client_channel.py).
+# Not offered: zstd compression, query attributes and optional metadata, which MariaDB lacks.
 PROXY_CAPABILITIES = (
     RELAYED_CAPABILITIES
+    | CapabilityFlags.CLIENT_COMPRESS
     | CapabilityFlags.CLIENT_LONG_PASSWORD
     | CapabilityFlags.CLIENT_CONNECT_WITH_DB
     | CapabilityFlags.CLIENT_PROTOCOL_41
