@@ -30,10 +30,12 @@ import enum
 from dataclasses import dataclass
 
 from tenantproxy.wire.mysql.codec import Reader, int_fixed, int_lenenc, str_lenenc
-from tenantproxy.wire.mysql.constants import PacketHeader, ServerStatus
+from tenantproxy.wire.mysql.constants import CapabilityFlags, ServerStatus
 from tenantproxy.wire.mysql.errors import ProtocolError
+from tenantproxy.wire.mysql.responses import OkPacket
 
 _STATE_CHANGED = ServerStatus.SERVER_SESSION_STATE_CHANGED.value
+_TRACKED = CapabilityFlags.CLIENT_PROTOCOL_41 | CapabilityFlags.CLIENT_SESSION_TRACK
 
 
 class TrackType(enum.IntEnum):
@@ -92,19 +94,6 @@ Entry = (
     | TransactionState
     | UnknownEntry
 )
-
-
-@dataclass(frozen=True, slots=True)
-class TrackedOk:
-    """An OK packet sent to a CLIENT_SESSION_TRACK client (protocol 4.1), split into fields."""
-
-    header: int
-    affected_rows: int
-    last_insert_id: int
-    status_flags: int
-    warnings: int
-    info: bytes
-    session_state_info: bytes
 
 
 def _text(raw: bytes) -> str:
@@ -171,23 +160,9 @@ def _raw(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
-def decode_tracked_ok(payload: bytes) -> TrackedOk:
+def decode_tracked_ok(payload: bytes) -> OkPacket:
     """An OK payload from a server that negotiated CLIENT_PROTOCOL_41 and CLIENT_SESSION_TRACK."""
-    reader = Reader(payload)
-    header = reader.int_fixed(1)
-    if header not in (PacketHeader.OK, PacketHeader.EOF):
-        raise ProtocolError(f"OK_Packet cannot start with 0x{header:02x}")
-    affected_rows = reader.int_lenenc()
-    last_insert_id = reader.int_lenenc()
-    status_flags = reader.int_fixed(2)
-    warnings = reader.int_fixed(2)
-    info = b"" if reader.is_at_end() else reader.bytes_lenenc()
-    state = b""
-    if status_flags & _STATE_CHANGED and not reader.is_at_end():
-        state = reader.bytes_lenenc()
-    if not reader.is_at_end():
-        raise ProtocolError("OK packet has bytes after its session-state info")
-    return TrackedOk(header, affected_rows, last_insert_id, status_flags, warnings, info, state)
+    return OkPacket.decode(payload, _TRACKED)
 
 
 def session_entries(payload: bytes) -> list[Entry]:
@@ -202,7 +177,7 @@ def without_session_track(payload: bytes) -> bytes:
         bytes((ok.header,))
         + int_lenenc(ok.affected_rows)
         + int_lenenc(ok.last_insert_id)
-        + int_fixed(ok.status_flags & ~_STATE_CHANGED, 2)
+        + int_fixed(int(ok.status_flags) & ~_STATE_CHANGED, 2)
         + int_fixed(ok.warnings, 2)
     )
     return out + str_lenenc(ok.info) if ok.info else out
