@@ -1,0 +1,130 @@
+"""The two stages' Lambda function, as one invocation per request, each with a new connection.
+
+Proxy stage: AssumeRole with a session policy scoped to ``user{N}`` (boto3 STS at the identity
+service), a db-auth token signed with those credentials, a TLS login to the proxy's read-only
+endpoint with the token as a clear-text password. No-proxy stage: the tenant's native password
+from the secret store, read per invocation (MariaDB cannot check IAM tokens), a TLS login to one
+of the no-proxy cluster's replicas. Both then run the write-up's SELECT and close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import ssl
+from collections.abc import Sequence
+from concurrent.futures import Executor
+from typing import Any, Protocol
+
+from tenantproxy.accessapi.database import Login, query_once, random_ids
+from tenantproxy.errors import TenantProxyError
+from tenantproxy.identity.access import TenantAccess
+from tenantproxy.secretstore import SecretStore
+
+Rows = list[dict[str, Any]]
+
+
+class InvocationFailed(TenantProxyError):
+    """One invocation failed; the message names the step and the cause, never a secret."""
+
+
+class Stage(Protocol):
+    async def invoke(self, tenant: int) -> Rows: ...
+
+
+def split_endpoint(endpoint: str) -> tuple[str, int]:
+    host, _, port = endpoint.rpartition(":")
+    return host, int(port)
+
+
+def _failure(step: str, exc: BaseException, *secrets_in_use: str) -> InvocationFailed:
+    text = f"{type(exc).__name__}: {exc}"
+    for secret in secrets_in_use:
+        if secret:
+            text = text.replace(secret, "***")
+    return InvocationFailed(f"{step}: {text}")
+
+
+class ProxyStage:
+    """``/proxy_stage``: token login through the proxy's reader endpoint."""
+
+    def __init__(
+        self,
+        access: TenantAccess,
+        reader_endpoint: str,
+        tls: ssl.SSLContext,
+        executor: Executor,
+        *,
+        rows: int,
+        connect_timeout_s: float,
+        scope_override: str | None = None,
+    ) -> None:
+        self._access = access
+        self._host, self._port = split_endpoint(reader_endpoint)
+        self._tls = tls
+        self._executor = executor
+        self._rows = rows
+        self._connect_timeout_s = connect_timeout_s
+        self._scope_override = scope_override
+        self._random = random.Random()
+
+    async def invoke(self, tenant: int) -> Rows:
+        user = f"user{tenant}"
+        loop = asyncio.get_running_loop()
+        # boto3 blocks: the STS call and the signing run in the bounded thread pool.
+        try:
+            token = await loop.run_in_executor(self._executor, self._token, user)
+        except Exception as exc:
+            raise _failure("assume role / db-auth token", exc) from None
+        login = Login(self._host, self._port, user, token, f"user_database{tenant}")
+        try:
+            return await query_once(
+                login, random_ids(self._rows, self._random), self._tls, self._connect_timeout_s
+            )
+        except Exception as exc:
+            raise _failure(f"query through the proxy as {user}", exc, token) from None
+
+    def _token(self, user: str) -> str:
+        credentials = self._access.assume(self._scope_override or user)
+        return self._access.token(credentials, self._host, self._port, user)
+
+
+class NoProxyStage:
+    """``/no_proxy_stage``: password login straight to a no-proxy replica."""
+
+    def __init__(
+        self,
+        store: SecretStore,
+        replica_endpoints: Sequence[str],
+        tls: ssl.SSLContext,
+        *,
+        rows: int,
+        connect_timeout_s: float,
+        secret_name_prefix: str = "tenants/",
+    ) -> None:
+        self._store = store
+        # An Aurora reader endpoint spreads new connections over the replicas; round-robin is
+        # the same on average, without a DNS layer.
+        self._replicas = itertools.cycle([split_endpoint(e) for e in replica_endpoints])
+        self._tls = tls
+        self._rows = rows
+        self._connect_timeout_s = connect_timeout_s
+        self._prefix = secret_name_prefix
+        self._random = random.Random()
+
+    async def invoke(self, tenant: int) -> Rows:
+        user = f"user{tenant}"
+        try:
+            # The file store keeps the decrypted document and only stat()s the file here.
+            password = self._store.get(f"{self._prefix}{user}").password
+        except Exception as exc:
+            raise _failure(f"read the secret of {user}", exc) from None
+        host, port = next(self._replicas)
+        login = Login(host, port, user, password, f"user_database{tenant}")
+        try:
+            return await query_once(
+                login, random_ids(self._rows, self._random), self._tls, self._connect_timeout_s
+            )
+        except Exception as exc:
+            raise _failure(f"query {host}:{port} as {user}", exc, password) from None

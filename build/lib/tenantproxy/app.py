@@ -1,0 +1,225 @@
+"""The composition root: config → secret store → targets and pools → the proxy server.
+
+The one place that builds concrete objects and wires them together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+import sys
+from pathlib import Path
+
+import uvloop
+
+from tenantproxy.config import (
+    AwsSecretStoreConfig,
+    FileSecretStoreConfig,
+    ProxyConfig,
+    describe_setting_error,
+    load_proxy_config,
+)
+from tenantproxy.errors import BackendError, ConfigError, SecretStoreError, SettingError
+from tenantproxy.identity import DbAuthTokenVerifier
+from tenantproxy.identity.sealing import load_key
+from tenantproxy.pool import TargetBudget
+from tenantproxy.proxy import tls
+from tenantproxy.proxy.backends import (
+    BackendCredentials,
+    BackendProfile,
+    Target,
+)
+from tenantproxy.proxy.connector import MysqlConnector
+from tenantproxy.proxy.health import HealthChecker
+from tenantproxy.proxy.routing import PoolRegistry, PoolSettings, Router, TargetState
+from tenantproxy.proxy.secret_lookup import SecretLookup
+from tenantproxy.proxy.server import ProxyContext, ProxyServer
+from tenantproxy.proxy.token_login import TokenLogins
+from tenantproxy.secretstore import AwsSecretStore, FileSecretStore, SecretStore
+
+READY_LINE = "tenantproxy ready"
+
+
+def build_proxy(config: ProxyConfig, log: logging.Logger) -> ProxyServer:
+    """Builds a proxy server from its config; nothing is started yet."""
+    secrets = SecretLookup(open_secret_store(config), config.secret_name_prefix, log)
+    backend_tls = _backend_tls(config)
+    states = [
+        TargetState(
+            Target(t.name, t.role, t.host, t.port),
+            TargetBudget(t.name, _budget(config, config.target_max_connections)),
+        )
+        for t in config.targets
+    ]
+    pools = PoolRegistry(
+        PoolSettings(
+            max_connections_percent=config.max_connections_percent,
+            max_idle_connections_percent=config.max_idle_connections_percent,
+            borrow_timeout_s=config.connection_borrow_timeout_s,
+            idle_timeout_s=config.backend_idle_timeout_s,
+            min_idle=config.pool_min_idle,
+            max_backends_per_tenant=config.max_backends_per_tenant,
+        ),
+        connector_factory=lambda target, db_user, profile: _connector(
+            config, secrets, backend_tls, target, db_user, profile
+        ),
+    )
+    client_tls = _client_tls(config)
+    token_hosts = {h.lower() for h in config.iam_auth.endpoint_hosts} if config.iam_auth else set()
+    context = ProxyContext(
+        config=config,
+        router=Router(states),
+        pools=pools,
+        secrets=secrets,
+        client_tls_context=client_tls,
+        log=log,
+        token_logins=_token_logins(config, token_hosts),
+        token_hosts=token_hosts,
+    )
+    monitor = None
+    if config.monitor_user is not None:
+        monitor = BackendCredentials(config.monitor_user, config.monitor_password or "")
+    health = HealthChecker(
+        states,
+        monitor,
+        tls_context=backend_tls,
+        max_connections_percent=config.max_connections_percent,
+        log=log,
+    )
+    return ProxyServer(context, health)
+
+
+def open_secret_store(config: ProxyConfig) -> SecretStore:
+    """The secret store the config names; an AWS store serves the names under
+    ``secret_name_prefix`` (and with its tag, when one is set)."""
+    store = config.secret_store
+    if isinstance(store, FileSecretStoreConfig):
+        return _open_file_store(store)
+    if isinstance(store, AwsSecretStoreConfig):
+        return AwsSecretStore.from_config(store, config.secret_name_prefix)
+    raise ConfigError(f"secret_store.kind = {store.kind!r} is not known")
+
+
+def _open_file_store(config: FileSecretStoreConfig) -> FileSecretStore:
+    """The file store, read once now: a missing file or a wrong key is a config error at start,
+    not a proxy that refuses every login with 1045."""
+    if not config.path.is_file():
+        raise SettingError(("secret_store", "path"), f"{config.path}: no such file")
+    key_loc = ("secret_store", "key_file" if config.key_file is not None else "key_env")
+    try:
+        store = FileSecretStore.from_config(config)
+    except SecretStoreError as exc:
+        raise SettingError(key_loc, str(exc)) from None
+    try:
+        store.list_names()
+    except SecretStoreError as exc:
+        raise SettingError(key_loc, str(exc)) from None
+    except OSError as exc:
+        raise SettingError(("secret_store", "path"), f"{config.path}: {exc.strerror}") from None
+    return store
+
+
+def _client_tls(config: ProxyConfig) -> ssl.SSLContext | None:
+    cert_file, key_file = config.tls_cert_file, config.tls_key_file
+    if cert_file is None or key_file is None:
+        return None
+    _check_readable("tls_cert_file", cert_file)
+    _check_readable("tls_key_file", key_file)
+    try:
+        return tls.server_context(cert_file, key_file)
+    except (ssl.SSLError, OSError) as exc:
+        cause = f"{cert_file} and {key_file} are not a PEM certificate and its key: {exc}"
+        raise SettingError(("tls_cert_file",), cause) from None
+
+
+def _backend_tls(config: ProxyConfig) -> ssl.SSLContext | None:
+    if not config.backend_tls:
+        return None
+    if config.backend_ca_file is not None:
+        _check_readable("backend_ca_file", config.backend_ca_file)
+    try:
+        return tls.client_context(config.backend_ca_file)
+    except (ssl.SSLError, OSError) as exc:
+        raise SettingError(("backend_ca_file",), f"not a PEM CA certificate: {exc}") from None
+
+
+def _check_readable(key: str, path: Path) -> None:
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise SettingError((key,), f"{path}: {exc.strerror}") from None
+
+
+def _token_logins(config: ProxyConfig, allowed_hosts: set[str]) -> TokenLogins | None:
+    """Token login when the config has an iam_auth table. ``allowed_hosts`` is filled with the
+    endpoints' addresses once they are bound (ports may be chosen by the OS)."""
+    iam = config.iam_auth
+    if iam is None:
+        return None
+    verifier = DbAuthTokenVerifier(
+        sealing_key=load_key(iam.key_file),
+        region=iam.region,
+        account_id=iam.account_id,
+        proxy_resource_id=iam.proxy_resource_id,
+        allowed_hosts=allowed_hosts,
+        clock_skew_s=iam.clock_skew_s,
+    )
+    return TokenLogins(verifier, iam.token_cache_size)
+
+
+def _budget(config: ProxyConfig, max_connections: int) -> int:
+    return max(1, max_connections * config.max_connections_percent // 100)
+
+
+def _connector(
+    config: ProxyConfig,
+    secrets: SecretLookup,
+    backend_tls: ssl.SSLContext | None,
+    target: Target,
+    db_user: str,
+    profile: BackendProfile,
+) -> MysqlConnector:
+    async def credentials() -> BackendCredentials:
+        # Read at every connect, so that a rotated password is picked up.
+        secret = await secrets.find(db_user)
+        if secret is None:
+            raise BackendError(f"no secret for {db_user!r}")
+        return BackendCredentials(secret.username, secret.password, secret.dbname)
+
+    return MysqlConnector(
+        target,
+        credentials,
+        profile,
+        forget_credentials=lambda: secrets.invalidate(db_user),
+        tls_context=backend_tls,
+        max_packet_bytes=config.max_packet_bytes,
+        init_query=config.init_query,
+    )
+
+
+async def serve(config: ProxyConfig, log: logging.Logger) -> None:
+    """Runs a proxy until SIGTERM or SIGINT, then shuts it down gracefully."""
+    server = build_proxy(config, log)
+    await server.start()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, server.stop)
+    addresses = " ".join(f"{name}={h}:{p}" for name, (h, p) in server.bound_addresses.items())
+    print(f"{READY_LINE} {addresses}", flush=True)
+    await server.serve()
+    log.info("stopped")
+
+
+def run_proxy(config_path: Path, log_level: str = "INFO") -> None:
+    logging.basicConfig(
+        level=log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    config = load_proxy_config(config_path)
+    try:
+        uvloop.run(serve(config, logging.getLogger("tenantproxy.proxy")))
+    except SettingError as exc:
+        # One line naming the file, the key and its line, and the cause; no traceback.
+        raise ConfigError(describe_setting_error(config_path, exc.loc, exc.cause)) from None

@@ -1,0 +1,117 @@
+"""Prometheus exposition of the proxy's metrics, served from the proxy's own event loop.
+
+Values are read when scraped (no work per query), by a collector over callables the proxy hands
+in. The HTTP side is a minimal asyncio handler: GET /metrics answers the text format; anything
+else answers 404. Names are RDS Proxy's CloudWatch names in Prometheus form
+(``ClientConnectionsReceived`` → ``tenantproxy_client_connections_received_total``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
+from prometheus_client.registry import Collector
+
+PREFIX = "tenantproxy_"
+_REQUEST_LINE_LIMIT = 8192
+
+
+def prometheus_name(cloudwatch_name: str) -> str:
+    """``DatabaseConnectionsBorrowLatency`` → ``database_connections_borrow_latency``;
+    ``ClientConnectionsNoTLS`` → ``client_connections_no_tls``."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", cloudwatch_name).lower()
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One value of a metric family; ``labels`` may be empty."""
+
+    name: str
+    value: float
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    help: str
+    kind: str  # "gauge", "counter", or "summary" (samples named "count" and "sum")
+    samples: Callable[[], Iterable[Sample]]
+
+
+class CallbackCollector(Collector):
+    """Turns the families' callables into Prometheus metrics at scrape time."""
+
+    def __init__(self, families: Iterable[Family]) -> None:
+        self._families = list(families)
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self._families:
+            samples = list(family.samples())
+            if family.kind == "summary":
+                values = {sample.name: sample.value for sample in samples}
+                yield SummaryMetricFamily(
+                    PREFIX + family.name,
+                    family.help,
+                    count_value=int(values["count"]),
+                    sum_value=values["sum"],
+                )
+                continue
+            label_names = sorted({key for sample in samples for key in sample.labels})
+            metric: GaugeMetricFamily | CounterMetricFamily
+            if family.kind == "counter":
+                metric = CounterMetricFamily(PREFIX + family.name, family.help, labels=label_names)
+            else:
+                metric = GaugeMetricFamily(PREFIX + family.name, family.help, labels=label_names)
+            for sample in samples:
+                metric.add_metric([sample.labels.get(n, "") for n in label_names], sample.value)
+            yield metric
+
+
+def render(families: Iterable[Family]) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(CallbackCollector(families))
+    return generate_latest(registry)
+
+
+async def serve_metrics(
+    host: str, port: int, families: list[Family]
+) -> tuple[asyncio.Server, tuple[str, int]]:
+    """Starts GET /metrics on host:port (0: a free port); returns the server and its address."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request_line = await asyncio.wait_for(reader.readline(), 5)
+            while (await asyncio.wait_for(reader.readline(), 5)) not in (b"\r\n", b"\n", b""):
+                pass
+        except (TimeoutError, ConnectionError, asyncio.LimitOverrunError, ValueError):
+            writer.close()
+            return
+        parts = request_line.decode("latin-1").split()
+        if len(parts) >= 2 and parts[0] == "GET" and parts[1].split("?")[0] == "/metrics":
+            body, status = render(families), "200 OK"
+        else:
+            body, status = b"not found\n", "404 Not Found"
+        writer.write(
+            f"HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+            + body
+        )
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, host, port, limit=_REQUEST_LINE_LIMIT)
+    bound_host, bound_port = server.sockets[0].getsockname()[:2]
+    return server, (bound_host, bound_port)

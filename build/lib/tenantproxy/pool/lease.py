@@ -1,0 +1,71 @@
+"""A client's temporary hold on a backend, released exactly once."""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+from tenantproxy.errors import PoolError
+
+if TYPE_CHECKING:
+    from tenantproxy.pool.pool import Pool
+    from tenantproxy.pool.states import Backend
+
+C = TypeVar("C")
+
+
+class Lease(Generic[C]):
+    """A leased backend: use ``connection``, then give the lease back to its pool once."""
+
+    __slots__ = ("_backend", "_is_released", "_pool", "acquired_at", "connection")
+
+    def __init__(self, backend: Backend[C], pool: Pool[C], acquired_at: float) -> None:
+        self.connection: C = backend.connection
+        self.acquired_at = acquired_at
+        self._backend = backend
+        self._pool = pool
+        self._is_released = False
+
+    @property
+    def is_released(self) -> bool:
+        return self._is_released
+
+    def _take_back(self, pool: Pool[C]) -> Backend[C]:
+        """Called by ``pool`` on release: marks the lease released and returns its backend."""
+        if pool is not self._pool:
+            raise PoolError(f"this lease belongs to pool {self._pool.name!r}, not {pool.name!r}")
+        if self._is_released:
+            raise PoolError(f"lease of pool {pool.name!r} was already released")
+        self._is_released = True
+        return self._backend
+
+    def __repr__(self) -> str:
+        # The connection's repr is left out on purpose: it is not ours to print.
+        state = "released" if self._is_released else "held"
+        return f"<Lease pool={self._pool.name!r} {state}>"
+
+
+class LeaseContext(AbstractAsyncContextManager["Lease[C]"], Generic[C]):
+    """``async with pool.lease() as lease``: a body that raises leaves the backend broken."""
+
+    __slots__ = ("_lease", "_pool")
+
+    def __init__(self, pool: Pool[C]) -> None:
+        self._pool = pool
+        self._lease: Lease[C] | None = None
+
+    async def __aenter__(self) -> Lease[C]:
+        self._lease = await self._pool.acquire()
+        return self._lease
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        lease = self._lease
+        if lease is not None and not lease.is_released:
+            # An exception may have left the backend mid-exchange: never lend it again.
+            await self._pool.release(lease, is_broken=exc_type is not None)

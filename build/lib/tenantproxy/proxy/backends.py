@@ -1,0 +1,357 @@
+"""Backends: connections the proxy opens to a target, and the connector the pool uses.
+
+A backend has two modes. While a client session leases it, its bytes go straight to the
+session's ``relay_sink`` (no decoding). Otherwise the proxy itself talks to it (login, reset,
+COM_INIT_DB, health checks) through ``run_command``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import NamedTuple, cast
+
+from tenantproxy.errors import BackendAuthError, BackendError
+from tenantproxy.wire.mysql import auth_plugins, commands
+from tenantproxy.wire.mysql.client_connection import ClientConnection
+from tenantproxy.wire.mysql.codec import Reader
+from tenantproxy.wire.mysql.constants import (
+    CapabilityFlags,
+    PacketHeader,
+    ServerStatus,
+)
+from tenantproxy.wire.mysql.errors import ProtocolError
+from tenantproxy.wire.mysql.events import (
+    NEED_DATA,
+    Authenticated,
+    LoginFailed,
+    StartTls,
+)
+from tenantproxy.wire.mysql.framing import PacketDecoder, encode_packet
+from tenantproxy.wire.mysql.handshake import AuthSwitchRequest, ComChangeUser
+from tenantproxy.wire.mysql.response_tracker import ResponseTracker
+from tenantproxy.wire.mysql.responses import ErrPacket, OkPacket
+
+# The capabilities that change the bytes of a response. A backend relays to a client only when
+# both negotiated the same ones, so pools are kept per profile (see BackendProfile).
+RELAYED_CAPABILITIES = (
+    CapabilityFlags.CLIENT_FOUND_ROWS
+    | CapabilityFlags.CLIENT_LONG_FLAG
+    | CapabilityFlags.CLIENT_LOCAL_FILES
+    | CapabilityFlags.CLIENT_IGNORE_SPACE
+    | CapabilityFlags.CLIENT_MULTI_STATEMENTS
+    | CapabilityFlags.CLIENT_MULTI_RESULTS
+    | CapabilityFlags.CLIENT_PS_MULTI_RESULTS
+    | CapabilityFlags.CLIENT_SESSION_TRACK
+    | CapabilityFlags.CLIENT_DEPRECATE_EOF
+)
+# What every backend asks for besides the relayed ones.
+BASE_CAPABILITIES = (
+    CapabilityFlags.CLIENT_LONG_PASSWORD
+    | CapabilityFlags.CLIENT_PROTOCOL_41
+    | CapabilityFlags.CLIENT_SECURE_CONNECTION
+    | CapabilityFlags.CLIENT_TRANSACTIONS
+    | CapabilityFlags.CLIENT_PLUGIN_AUTH
+    | CapabilityFlags.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
+    | CapabilityFlags.CLIENT_CONNECT_WITH_DB
+    | CapabilityFlags.CLIENT_CONNECT_ATTRS
+)
+_LOGIN_TIMEOUT_S = 10.0
+
+
+class BackendProfile(NamedTuple):
+    """What must match between a client and the backend relaying to it.
+
+    ``has_database`` is False for clients that log in without a database: their backends log in
+    without one too, and must still have none when they go back to the pool.
+    """
+
+    capabilities: CapabilityFlags
+    character_set: int
+    has_database: bool = True
+
+    @classmethod
+    def of_client(
+        cls, capabilities: CapabilityFlags, character_set: int, database: str | None
+    ) -> BackendProfile:
+        relayed = CapabilityFlags(capabilities & RELAYED_CAPABILITIES)
+        return cls(relayed, character_set, database is not None)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One database server behind the proxy."""
+
+    name: str
+    role: str
+    host: str
+    port: int
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class BackendCredentials:
+    username: str
+    password: str = field(repr=False)
+    database: str | None = None
+
+
+class BackendLoginRejected(BackendAuthError):
+    """The target refused the login; ``error`` is its ERR packet, to relay as it is."""
+
+    def __init__(self, target: Target, error: ErrPacket) -> None:
+        super().__init__(f"{target.name} refused the login: ERROR {error.error_code}")
+        self.error = error
+
+
+class BackendConnection(asyncio.Protocol):
+    """One connection to a target."""
+
+    def __init__(self, target: Target, max_packet_bytes: int, login: ClientConnection) -> None:
+        self.target = target
+        self._max_packet_bytes = max_packet_bytes
+        self.transport: asyncio.Transport | None = None
+        self.tracker: ResponseTracker | None = None
+        self.status_flags = ServerStatus.SERVER_STATUS_AUTOCOMMIT
+        self.current_schema: str | None = None
+        self.is_broken = False
+        self.last_released_at = time.monotonic()
+        self.connection_id = 0
+        self.server_version = ""
+        self.auth_nonce = b""
+        self.profile: BackendProfile | None = None
+        # Set by the session that leases this backend: receives every byte the server sends.
+        self.relay_sink: Callable[[bytes], None] | None = None
+        # Set by the session: told when the connection drops, and to pause or resume the
+        # client's reads when this connection's write buffer fills or drains.
+        self.on_lost: Callable[[], None] | None = None
+        self.on_pause_writing: Callable[[], None] | None = None
+        self.on_resume_writing: Callable[[], None] | None = None
+        self.negotiated_capabilities = CapabilityFlags(0)
+        # Set from the start: the server speaks first, maybe before log_in() runs.
+        self._login: ClientConnection | None = login
+        self._inbox = asyncio.Event()
+        self._decoder: PacketDecoder | None = None
+        self._reply: asyncio.Future[list[bytes]] | None = None
+        self._reply_packets: list[bytes] = []
+        # True while waiting for one packet outside the tracker (the steps of COM_CHANGE_USER).
+        self._expects_one_packet = False
+
+    # -- asyncio.Protocol --------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        sink = self.relay_sink
+        if sink is not None:
+            sink(data)
+        elif self._login is not None:
+            self._login.receive_data(data)
+            self._inbox.set()
+        else:
+            self._receive_reply(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.is_broken = True
+        self._inbox.set()
+        if self._reply is not None and not self._reply.done():
+            self._reply.set_exception(BackendError(f"{self.target.name} closed the connection"))
+        if self.on_lost is not None:
+            self.on_lost()
+
+    def pause_writing(self) -> None:
+        # The target reads slower than the client writes: stop reading from the client.
+        if self.on_pause_writing is not None:
+            self.on_pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.on_resume_writing is not None:
+            self.on_resume_writing()
+
+    # -- login -------------------------------------------------------------------------
+
+    async def log_in(self, database: str | None, tls_context: ssl.SSLContext | None) -> None:
+        """Authenticates; raises BackendLoginRejected with the server's ERR on refusal."""
+        login = self._login
+        assert login is not None, "log_in() runs once"
+        try:
+            await asyncio.wait_for(self._drive_login(login, tls_context), _LOGIN_TIMEOUT_S)
+        except TimeoutError:
+            raise BackendError(f"{self.target.name}: login timed out") from None
+        finally:
+            self._login = None
+        self.current_schema = database
+
+    async def _drive_login(
+        self, login: ClientConnection, tls_context: ssl.SSLContext | None
+    ) -> None:
+        while True:
+            event = login.next_event()
+            self._flush_login(login)
+            if event is NEED_DATA:
+                if self.is_broken:
+                    raise BackendError(f"{self.target.name} closed the connection during login")
+                self._inbox.clear()
+                await self._inbox.wait()
+            elif isinstance(event, StartTls):
+                assert tls_context is not None and self.transport is not None
+                self._flush_login(login)
+                loop = asyncio.get_running_loop()
+                new_transport = await loop.start_tls(self.transport, self, tls_context)
+                self.transport = cast(asyncio.Transport, new_transport)
+                login.tls_started()
+            elif isinstance(event, Authenticated):
+                self._flush_login(login)
+                self.connection_id = event.connection_id
+                self.server_version = event.server_version
+                self.auth_nonce = login.auth_nonce
+                self.status_flags = event.status_flags
+                self.tracker = ResponseTracker(event.capability_flags)
+                self.negotiated_capabilities = event.capability_flags
+                return
+            elif isinstance(event, LoginFailed):
+                raise BackendLoginRejected(self.target, event.error)
+            else:
+                raise ProtocolError(f"unexpected login event {type(event).__name__}")
+
+    def _flush_login(self, login: ClientConnection) -> None:
+        outgoing = login.data_to_send()
+        if outgoing and self.transport is not None:
+            self.transport.write(outgoing)
+
+    # -- commands the proxy sends itself -----------------------------------------------
+
+    async def run_command(self, payload: bytes) -> list[bytes]:
+        """Sends one command and returns the payloads of its response (proxy-side use only)."""
+        if self.is_broken or self.transport is None or self.tracker is None:
+            raise BackendError(f"{self.target.name}: connection is broken")
+        assert self.relay_sink is None, "a leased backend's bytes belong to its session"
+        loop = asyncio.get_running_loop()
+        self._reply = loop.create_future()
+        self._reply_packets = []
+        self._decoder = PacketDecoder(self._max_packet_bytes, expected_sequence_id=1)
+        self.tracker.command_sent(payload[:16])
+        self.transport.write(encode_packet(payload, 0)[0])
+        try:
+            return await self._reply
+        finally:
+            self._reply = None
+            self._decoder = None
+
+    def _receive_reply(self, data: bytes) -> None:
+        decoder, reply, tracker = self._decoder, self._reply, self.tracker
+        if decoder is None or reply is None or tracker is None or reply.done():
+            # Bytes nobody asked for: the backend can no longer be trusted.
+            self.mark_broken()
+            return
+        try:
+            decoder.feed(data)
+            while (packet := decoder.next_packet()) is not None:
+                self._reply_packets.append(packet[1])
+            if self._expects_one_packet:
+                is_done = bool(self._reply_packets)
+            else:
+                is_done = tracker.server_data(data) > 0
+        except ProtocolError as exc:
+            self.mark_broken()
+            reply.set_exception(BackendError(f"{self.target.name}: {exc}"))
+            return
+        if is_done:
+            if not self._expects_one_packet:
+                self.status_flags = tracker.status_flags
+            reply.set_result(self._reply_packets)
+
+    async def change_user(self, credentials: BackendCredentials, character_set: int) -> None:
+        """COM_CHANGE_USER: logs this idle connection in again as another user, on its database
+        (the session's state goes, as with COM_RESET_CONNECTION). ProxySQL hands backends
+        between users this way; it spares the server a new connection. Raises BackendError
+        when refused; the connection should then be closed."""
+        password = credentials.password.encode()
+        request = ComChangeUser(
+            username=credentials.username,
+            auth_response=auth_plugins.native_password_scramble(password, self.auth_nonce),
+            database=credentials.database,
+            character_set=character_set,
+            auth_plugin_name=auth_plugins.MYSQL_NATIVE_PASSWORD,
+            connect_attrs={"program_name": "tenantproxy"},
+        )
+        answer = await self._exchange(request.encode(self.negotiated_capabilities), 0)
+        if answer[:1] == bytes((PacketHeader.EOF,)):  # AuthSwitchRequest: a fresh scramble
+            switch = AuthSwitchRequest.decode(answer)
+            if switch.plugin_name != auth_plugins.MYSQL_NATIVE_PASSWORD:
+                raise BackendError(f"{self.target.name}: change user wants {switch.plugin_name}")
+            nonce = switch.plugin_data.rstrip(b"\x00")
+            answer = await self._exchange(auth_plugins.native_password_scramble(password, nonce), 2)
+        if answer[:1] == bytes((PacketHeader.ERR,)):
+            raise BackendCommandFailed(self.target, ErrPacket.decode(answer))
+        if answer[:1] != bytes((PacketHeader.OK,)):
+            raise BackendError(f"{self.target.name}: unexpected answer to COM_CHANGE_USER")
+        self.current_schema = credentials.database
+        self.status_flags = OkPacket.decode(answer, self.negotiated_capabilities).status_flags
+
+    async def _exchange(self, payload: bytes, sequence_id: int) -> bytes:
+        """Sends one packet and returns the next one the server sends (no tracker)."""
+        if self.is_broken or self.transport is None:
+            raise BackendError(f"{self.target.name}: connection is broken")
+        self._reply = asyncio.get_running_loop().create_future()
+        self._reply_packets = []
+        self._decoder = PacketDecoder(self._max_packet_bytes, sequence_id + 1)
+        self._expects_one_packet = True
+        self.transport.write(encode_packet(payload, sequence_id)[0])
+        try:
+            return (await self._reply)[0]
+        finally:
+            self._reply = None
+            self._decoder = None
+            self._expects_one_packet = False
+
+    async def run_simple_command(self, payload: bytes) -> None:
+        """Runs a command answered by OK; raises BackendCommandFailed with the server's ERR."""
+        packets = await self.run_command(payload)
+        if packets and packets[-1][:1] == bytes((PacketHeader.ERR,)):
+            raise BackendCommandFailed(self.target, ErrPacket.decode(packets[-1]))
+
+    async def select_value(self, sql: str) -> bytes | None:
+        """Runs a query whose answer is one row of one column; returns it (None for NULL)."""
+        packets = await self.run_command(commands.com_query(sql))
+        if packets[0][:1] == bytes((PacketHeader.ERR,)):
+            raise BackendCommandFailed(self.target, ErrPacket.decode(packets[0]))
+        # column count, column definition, [EOF], row, terminator
+        has_eof_after_columns = not (
+            self.negotiated_capabilities & CapabilityFlags.CLIENT_DEPRECATE_EOF
+        )
+        row = packets[3 if has_eof_after_columns else 2]
+        if row[:1] == b"\xfb":  # NULL in a text row
+            return None
+        return Reader(row).bytes_lenenc()
+
+    # -- life ----------------------------------------------------------------------------
+
+    def mark_broken(self) -> None:
+        self.is_broken = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    def close(self) -> None:
+        """Says COM_QUIT and closes (a polite close: the server logs no aborted connection)."""
+        if self.transport is not None and not self.transport.is_closing():
+            if not self.is_broken:
+                self.transport.write(encode_packet(commands.com_quit(), 0)[0])
+            self.transport.close()
+        self.is_broken = True
+
+
+class BackendCommandFailed(BackendError):
+    """A command the proxy sent got an ERR; ``error`` is the server's packet."""
+
+    def __init__(self, target: Target, error: ErrPacket) -> None:
+        super().__init__(f"{target.name}: ERROR {error.error_code}")
+        self.error = error

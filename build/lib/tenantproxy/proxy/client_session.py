@@ -1,0 +1,485 @@
+"""One client connection's life in the proxy: handshake, login, lease, relay, goodbye.
+
+Phases (ALLOWED_TRANSITIONS below): the proxy answers the handshake itself, checks the client
+against its tenant's secret (authentication.py), leases a warm backend (leasing.py), then relays
+bytes both ways without decoding rows (relay.py). COM_CHANGE_USER and COM_PROCESS_KILL are
+answered here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import ssl
+import time
+from typing import TYPE_CHECKING, cast
+
+from tenantproxy.proxy import mysql_errors
+from tenantproxy.proxy.authentication import (
+    LoginVerdict,
+    SwitchPlugin,
+    check_credentials,
+    requires_token,
+)
+from tenantproxy.proxy.backends import BackendProfile
+from tenantproxy.proxy.client_channel import ClientChannel
+from tenantproxy.proxy.leasing import HeldBackend, LeaseRefused, give_back, lease_backend
+from tenantproxy.proxy.mysql_errors import MysqlError
+from tenantproxy.proxy.relay import Relay
+from tenantproxy.secretstore import Secret
+from tenantproxy.wire.mysql import auth_plugins
+from tenantproxy.wire.mysql.errors import PacketTooLarge, ProtocolError
+from tenantproxy.wire.mysql.events import (
+    NEED_DATA,
+    AuthResponseReceived,
+    LoginRequested,
+    TlsRequested,
+)
+from tenantproxy.wire.mysql.framing import PacketDecoder, PacketSplitter, encode_packet
+from tenantproxy.wire.mysql.handshake import AuthSwitchRequest, ComChangeUser
+from tenantproxy.wire.mysql.responses import ErrPacket, OkPacket
+from tenantproxy.wire.mysql.server_connection import ServerConnection, ServerPhase
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from tenantproxy.config import EndpointConfig
+    from tenantproxy.proxy.server import ProxyContext
+
+
+class SessionPhase(enum.Enum):
+    HANDSHAKE = "handshake"  # before the login is accepted
+    RELAYING = "relaying"  # bytes flow between client and backend
+    CHANGING_USER = "changing_user"  # COM_CHANGE_USER: the proxy talks to the client itself
+    CLOSED = "closed"
+
+
+ALLOWED_TRANSITIONS: dict[SessionPhase, set[SessionPhase]] = {
+    SessionPhase.HANDSHAKE: {SessionPhase.RELAYING, SessionPhase.CLOSED},
+    SessionPhase.RELAYING: {SessionPhase.CHANGING_USER, SessionPhase.CLOSED},
+    SessionPhase.CHANGING_USER: {SessionPhase.RELAYING, SessionPhase.CLOSED},
+    SessionPhase.CLOSED: set(),
+}
+
+# The first packet (SSLRequest or HandshakeResponse41) is small; anything larger is garbage.
+_MAX_FIRST_PACKET_BYTES = 64 * 1024
+# MariaDB's connect_timeout default: a client must finish its login within it.
+_HANDSHAKE_TIMEOUT_S = 10.0
+
+
+class ClientSession(asyncio.Protocol):
+    """The proxy side of one client connection."""
+
+    def __init__(self, context: ProxyContext, endpoint: EndpointConfig) -> None:
+        self._context = context
+        self._endpoint = endpoint
+        self.session_id = context.next_session_id()
+        self.phase = SessionPhase.HANDSHAKE
+        self.username: str | None = None
+        self.last_activity = time.monotonic()
+        self.closed = asyncio.get_running_loop().create_future()
+        self._client: ClientChannel | None = None
+        self._server: ServerConnection | None = None
+        self._pending = b""  # plaintext read but not yet handled
+        self._inbox = asyncio.Event()
+        self._splitter = PacketSplitter(context.config.max_packet_bytes)
+        self._held: HeldBackend | None = None
+        self._relay: Relay | None = None
+        self._change_user_decoder: PacketDecoder | None = None
+        self._change_user_sequence_id = 1
+
+    def __repr__(self) -> str:
+        return f"<ClientSession {self.session_id} {self.username or '-'} {self.phase.value}>"
+
+    # -- asyncio.Protocol ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
+        self._client = client = ClientChannel(cast(asyncio.Transport, transport))
+        config = self._context.config
+        if len(self._context.sessions) >= config.max_clients:
+            # MySQL's answer when max_connections is reached, sent instead of the handshake.
+            client.write(
+                encode_packet(ErrPacket(*mysql_errors.TOO_MANY_CONNECTIONS).encode(), 0)[0]
+            )
+            client.close()
+            self.phase = SessionPhase.CLOSED
+            return
+        self._server = ServerConnection(
+            connection_id=self.session_id,
+            server_version=self._context.server_version(),
+            capabilities=self._context.advertised_capabilities,
+            is_tls_offered=self._context.client_tls_context is not None,
+            max_packet_bytes=config.max_packet_bytes,
+        )
+        self._context.sessions[self.session_id] = self
+        client.write(self._server.initial_handshake())
+        self._context.spawn(self._log_in())
+
+    def data_received(self, data: bytes) -> None:
+        self.last_activity = time.monotonic()
+        assert self._client is not None
+        try:
+            data = self._client.decrypt(data)
+        except ssl.SSLError:
+            self._client.abort()
+            self._end_session()
+            return
+        if self._relay is not None and self.phase is SessionPhase.RELAYING:
+            self._relay.from_client(data)
+        elif data:
+            self._pending += data
+            self._inbox.set()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._inbox.set()
+        self._end_session()
+
+    def pause_writing(self) -> None:
+        if self._relay is not None:
+            self._relay.pause_backend()
+
+    def resume_writing(self) -> None:
+        if self._relay is not None:
+            self._relay.resume_backend()
+
+    # -- what the relay hands back (relay.SessionHooks) --------------------------------------
+
+    def quit(self) -> None:
+        self._close()
+
+    def fail(self, error: MysqlError) -> None:
+        self._send_error_and_close(error, sequence_id=1)
+
+    def backend_lost(self) -> None:
+        # The database dropped the connection: the client cannot go on with this session.
+        self._context.log.info("session %d: backend connection lost", self.session_id)
+        self._close()
+
+    def change_user(self, payload: bytes, later: bytes) -> None:
+        self._move_to(SessionPhase.CHANGING_USER)
+        self._pending = later
+        self._context.spawn(self._change_user(payload))
+
+    def kill(self, payload: bytes) -> None:
+        """COM_PROCESS_KILL names a proxy session id (the id our handshake gave)."""
+        thread_id = int.from_bytes(payload[1:5], "little")
+        victim = self._context.sessions.get(thread_id)
+        if victim is None or victim.username != self.username:
+            self._write_packet(ErrPacket(*mysql_errors.unknown_thread(thread_id)).encode(), 1)
+            return
+        self._write_packet(self._ok_payload(), 1)
+        victim.close_for_shutdown()
+
+    # -- writing to the client -------------------------------------------------------------
+
+    def _write_packet(self, payload: bytes, sequence_id: int) -> None:
+        assert self._client is not None
+        self._client.write(encode_packet(payload, sequence_id)[0])
+
+    def _ok_payload(self) -> bytes:
+        assert self._server is not None
+        status = self._held.connection.status_flags if self._held else None
+        ok = OkPacket() if status is None else OkPacket(status_flags=status)
+        return ok.encode(self._server.negotiated_capabilities)
+
+    def _send_error_and_close(self, error: MysqlError, sequence_id: int | None = None) -> None:
+        """Sends ERR and closes. Without a sequence id, the ServerConnection numbers it; once it
+        has given up on a broken handshake, 2 follows the client's HandshakeResponse41 (1)."""
+        assert self._client is not None
+        server = self._server
+        if sequence_id is None and server is not None and server.phase is not ServerPhase.CLOSED:
+            self._client.write(server.send_error(*error))
+        else:
+            payload = ErrPacket(error.code, error.sql_state, error.message).encode()
+            self._write_packet(payload, 2 if sequence_id is None else sequence_id)
+        self._close()
+
+    def _close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+        self._end_session()
+
+    # -- login -----------------------------------------------------------------------------
+
+    async def _log_in(self) -> None:
+        try:
+            await self._log_in_steps()
+        except TimeoutError:
+            self._context.log.info("session %d: handshake timed out", self.session_id)
+            self._send_error_and_close(mysql_errors.BAD_HANDSHAKE)
+        except PacketTooLarge:
+            self._send_error_and_close(mysql_errors.PACKET_TOO_LARGE)
+        except (ProtocolError, ssl.SSLError) as exc:
+            self._context.log.info("session %d: bad handshake: %s", self.session_id, exc)
+            self._send_error_and_close(mysql_errors.BAD_HANDSHAKE)
+
+    async def _log_in_steps(self) -> None:
+        event = await self._next_login_event()
+        if isinstance(event, TlsRequested):
+            self._start_tls()
+            event = await self._next_login_event()
+        if not isinstance(event, LoginRequested):
+            raise ProtocolError(f"expected a login, got {type(event).__name__}")
+        await self._accept_login(event)
+
+    async def _next_login_event(self) -> object:
+        server = self._server
+        assert server is not None
+        while True:
+            event = server.next_event()
+            if event is not NEED_DATA:
+                return event
+            if self.phase is SessionPhase.CLOSED:
+                raise ProtocolError("client left during the handshake")
+            if not self._feed_server():
+                # The client has connect_timeout to say its part; waiting for a backend
+                # afterwards is bounded by the borrow timeout instead.
+                self._inbox.clear()
+                await asyncio.wait_for(self._inbox.wait(), _HANDSHAKE_TIMEOUT_S)
+
+    def _feed_server(self) -> bool:
+        """Gives pending plaintext to the ServerConnection; False when there is none."""
+        assert self._server is not None and self._client is not None
+        if not self._pending:
+            return False
+        if self._client.is_tls or self._server.phase is not ServerPhase.HANDSHAKE:
+            self._server.receive_data(self._pending)
+            self._pending = b""
+            return True
+        # Before TLS starts, give exactly one packet: the bytes after an SSLRequest are the
+        # client's TLS ClientHello, which must go to TLS, not to the MySQL parser.
+        if len(self._pending) < 4:
+            return False
+        length = int.from_bytes(self._pending[:3], "little")
+        if length > _MAX_FIRST_PACKET_BYTES:
+            raise ProtocolError(f"first packet of {length} bytes is not a handshake")
+        if len(self._pending) < 4 + length:
+            return False
+        packet, self._pending = self._pending[: 4 + length], self._pending[4 + length :]
+        self._server.receive_data(packet)
+        return True
+
+    def _start_tls(self) -> None:
+        context = self._context.client_tls_context
+        assert context is not None and self._server is not None and self._client is not None
+        self._context.metrics.count("ClientConnectionsTLS")
+        self._server.tls_started()
+        early, self._pending = self._pending, b""
+        self._pending = self._client.start_tls(context, early)
+
+    async def _accept_login(self, login: LoginRequested) -> None:
+        server, client = self._server, self._client
+        assert server is not None and client is not None
+        secret = await self._context.secrets.find(login.username)
+        is_tls_missing = not client.is_tls and (
+            self._context.config.require_tls or requires_token(secret)
+        )
+        if is_tls_missing:
+            self._context.metrics.count("ClientConnectionsNoTLS")
+            self._send_error_and_close(mysql_errors.INSECURE_TRANSPORT)
+            return
+        verdict = await self._check_credentials(
+            login.username,
+            secret,
+            login.auth_plugin_name,
+            login.auth_response,
+            switch_plugin=self._switch_plugin_at_login,
+            confirm_fast_auth=lambda: client.write(server.send_auth_more_data(b"\x03")),
+        )
+        if not verdict.is_accepted:
+            self._refuse_login(login.username, verdict, sequence_id=None)
+            return
+        if not self._become(login.username):
+            self._send_error_and_close(mysql_errors.too_many_user_connections(login.username))
+            return
+        profile = BackendProfile.of_client(
+            server.negotiated_capabilities, login.character_set, login.database
+        )
+        if await self._lease_backend(login.username, profile, login.database):
+            assert self._held is not None
+            client.write(server.send_ok(status_flags=self._held.connection.status_flags))
+            self._start_relaying()
+            self._context.metrics.count("ClientConnectionsSetupSucceeded", tenant=self.username)
+
+    async def _check_credentials(
+        self,
+        username: str,
+        secret: Secret | None,
+        plugin_name: str,
+        auth_response: bytes,
+        *,
+        switch_plugin: SwitchPlugin,
+        confirm_fast_auth: Callable[[], None] | None = None,
+    ) -> LoginVerdict:
+        assert self._server is not None and self._client is not None
+        return await check_credentials(
+            username,
+            secret,
+            plugin_name,
+            auth_response,
+            scramble=self._server.scramble,
+            is_tls=self._client.is_tls,
+            tokens=self._context.token_logins,
+            switch_plugin=switch_plugin,
+            confirm_fast_auth=confirm_fast_auth,
+        )
+
+    def _refuse_login(self, username: str, verdict: LoginVerdict, sequence_id: int | None) -> None:
+        assert self._client is not None
+        self._context.log.info(
+            "session %d: login refused for %r: %s", self.session_id, username, verdict.reason
+        )
+        self._context.metrics.count("ClientConnectionsSetupFailedAuth")
+        error = mysql_errors.access_denied(
+            username, self._client.peer_host(), is_password_used=verdict.is_password_used
+        )
+        self._send_error_and_close(error, sequence_id=sequence_id)
+
+    async def _switch_plugin_at_login(self, plugin_name: str) -> tuple[bytes, bytes]:
+        """AuthSwitchRequest during the login; returns the client's answer and the scramble."""
+        assert self._server is not None and self._client is not None
+        self._client.write(self._server.send_auth_switch(plugin_name))
+        event = await self._next_login_event()
+        if not isinstance(event, AuthResponseReceived):
+            raise ProtocolError(f"expected an auth response, got {type(event).__name__}")
+        return event.data, self._server.scramble
+
+    def _become(self, db_user: str) -> bool:
+        """The session is now the tenant's; False when the tenant has all its clients already."""
+        if not self._context.admit_tenant_client(db_user):
+            return False
+        if self.username is not None:
+            self._context.release_tenant_client(self.username)
+        self.username = db_user
+        return True
+
+    # -- the backend -----------------------------------------------------------------------
+
+    async def _lease_backend(
+        self, db_user: str, profile: BackendProfile, database: str | None
+    ) -> bool:
+        """Leases a backend on the right schema; on failure tells the client and closes."""
+        try:
+            held = await lease_backend(self._context, self._endpoint, db_user, profile, database)
+        except LeaseRefused as refused:
+            self._send_error_and_close(refused.error)
+            return False
+        self._held = held
+        if self.phase is SessionPhase.CLOSED:  # the client left while we waited
+            self._release_backend()
+            return False
+        return True
+
+    def _start_relaying(self) -> None:
+        assert self._held is not None and self._client is not None
+        self._relay = Relay(
+            self._client, self._held.connection, self._splitter, self, self._context.log
+        )
+        self._move_to(SessionPhase.RELAYING)
+        if self._pending:
+            early, self._pending = self._pending, b""
+            self._relay.from_client(early)
+
+    def _release_backend(self) -> None:
+        held, relay = self._held, self._relay
+        self._held = self._relay = None
+        if held is not None:
+            is_reusable = relay.detach() if relay is not None else not held.connection.is_broken
+            give_back(self._context, held, is_reusable=is_reusable)
+
+    # -- COM_CHANGE_USER -------------------------------------------------------------------
+
+    async def _change_user(self, payload: bytes) -> None:
+        """Logs the client in again and moves the session to the new user's pool."""
+        server = self._server
+        assert server is not None
+        try:
+            request = ComChangeUser.decode(payload, server.negotiated_capabilities)
+        except ProtocolError:
+            self._send_error_and_close(mysql_errors.MALFORMED_PACKET, sequence_id=1)
+            return
+        self._change_user_decoder = PacketDecoder(
+            self._context.config.max_packet_bytes, expected_sequence_id=2
+        )
+        self._change_user_sequence_id = 1  # COM_CHANGE_USER was packet 0
+        secret = await self._context.secrets.find(request.username)
+        if requires_token(secret) and not (self._client is not None and self._client.is_tls):
+            self._context.metrics.count("ClientConnectionsNoTLS")
+            self._send_error_and_close(mysql_errors.INSECURE_TRANSPORT, sequence_id=1)
+            return
+        try:
+            verdict = await self._check_credentials(
+                request.username,
+                secret,
+                request.auth_plugin_name,
+                request.auth_response,
+                switch_plugin=self._switch_plugin_in_change_user,
+            )
+        except ProtocolError:
+            self._send_error_and_close(mysql_errors.MALFORMED_PACKET)
+            return
+        finally:
+            self._change_user_decoder = None
+        if not verdict.is_accepted:
+            self._refuse_login(request.username, verdict, self._change_user_sequence_id)
+            return
+        self._release_backend()
+        if not self._become(request.username):
+            error = mysql_errors.too_many_user_connections(request.username)
+            self._send_error_and_close(error, sequence_id=self._change_user_sequence_id)
+            return
+        profile = BackendProfile.of_client(
+            server.negotiated_capabilities, request.character_set, request.database
+        )
+        if await self._lease_backend(request.username, profile, request.database):
+            self._write_packet(self._ok_payload(), self._change_user_sequence_id)
+            self._start_relaying()
+
+    async def _switch_plugin_in_change_user(self, plugin_name: str) -> tuple[bytes, bytes]:
+        """AuthSwitchRequest inside COM_CHANGE_USER, framed here: the command phase counts."""
+        scramble = auth_plugins.new_scramble()
+        request = AuthSwitchRequest(plugin_name, scramble + b"\x00").encode()
+        self._write_packet(request, self._change_user_sequence_id)
+        decoder = self._change_user_decoder
+        assert decoder is not None
+        while (answer := decoder.next_packet()) is None:
+            if self._pending:
+                decoder.feed(self._pending)
+                self._pending = b""
+                continue
+            if self.phase is SessionPhase.CLOSED:
+                raise ProtocolError("client left during COM_CHANGE_USER")
+            self._inbox.clear()
+            await self._inbox.wait()
+        self._change_user_sequence_id = (answer[0] + 1) % 256
+        return answer[1], scramble
+
+    # -- the end ---------------------------------------------------------------------------
+
+    def close_for_shutdown(self) -> None:
+        self._close()
+
+    def close_for_idleness(self) -> None:
+        self._send_error_and_close(mysql_errors.IDLE_TIMEOUT, sequence_id=0)
+
+    @property
+    def is_idle(self) -> bool:
+        return self._relay is None or self._relay.is_idle
+
+    def _move_to(self, phase: SessionPhase) -> None:
+        if phase not in ALLOWED_TRANSITIONS[self.phase]:
+            raise AssertionError(f"session cannot go from {self.phase} to {phase}")
+        self.phase = phase
+
+    def _end_session(self) -> None:
+        if self.phase is SessionPhase.CLOSED:
+            return
+        self._move_to(SessionPhase.CLOSED)
+        self._release_backend()
+        if self.username is not None:
+            self._context.release_tenant_client(self.username)
+        self._context.sessions.pop(self.session_id, None)
+        self._context.metrics.count("ClientConnectionsClosed")
+        if not self.closed.done():
+            self.closed.set_result(None)

@@ -1,0 +1,147 @@
+"""Opening backends, and the connector the generic pool uses to open, reset and close them."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Awaitable, Callable
+
+from tenantproxy.errors import BackendError
+from tenantproxy.proxy.backends import (
+    BASE_CAPABILITIES,
+    BackendConnection,
+    BackendCredentials,
+    BackendLoginRejected,
+    BackendProfile,
+    Target,
+)
+from tenantproxy.wire.mysql import commands
+from tenantproxy.wire.mysql.client_connection import ClientConnection
+
+_CONNECT_TIMEOUT_S = 10.0
+_ACCESS_DENIED = 1045
+
+
+async def open_backend(
+    target: Target,
+    credentials: BackendCredentials,
+    profile: BackendProfile,
+    *,
+    tls_context: ssl.SSLContext | None,
+    max_packet_bytes: int,
+    init_query: str | None = None,
+) -> BackendConnection:
+    """Connects and logs in to a target; runs init_query on the new connection."""
+    loop = asyncio.get_running_loop()
+    login = ClientConnection(
+        username=credentials.username,
+        password=credentials.password.encode(),
+        database=credentials.database,
+        capabilities=BASE_CAPABILITIES | profile.capabilities,
+        character_set=profile.character_set,
+        connect_attrs={"program_name": "tenantproxy"},
+        use_tls=tls_context is not None,
+        max_packet_bytes=max_packet_bytes,
+    )
+    try:
+        _, backend = await asyncio.wait_for(
+            loop.create_connection(
+                lambda: BackendConnection(target, max_packet_bytes, login),
+                target.host,
+                target.port,
+            ),
+            _CONNECT_TIMEOUT_S,
+        )
+    except (OSError, TimeoutError) as exc:
+        raise BackendError(f"cannot connect to {target.name} ({target.address}): {exc}") from None
+    backend.profile = profile
+    try:
+        await backend.log_in(credentials.database, tls_context)
+        if init_query:
+            await backend.run_simple_command(commands.com_query(init_query))
+    except BaseException:
+        backend.mark_broken()
+        raise
+    return backend
+
+
+class MysqlConnector:
+    """What the generic pool needs to open, reset and close backends of one (target, user)."""
+
+    def __init__(
+        self,
+        target: Target,
+        credentials: Callable[[], Awaitable[BackendCredentials]],
+        profile: BackendProfile,
+        *,
+        forget_credentials: Callable[[], None],
+        tls_context: ssl.SSLContext | None,
+        max_packet_bytes: int,
+        init_query: str | None,
+    ) -> None:
+        self.target = target
+        self._credentials = credentials
+        self._forget_credentials = forget_credentials
+        self._profile = profile
+        self._tls_context = tls_context
+        self._max_packet_bytes = max_packet_bytes
+        self._init_query = init_query
+
+    async def connect(self) -> BackendConnection:
+        try:
+            return await self._open(await self._credentials())
+        except BackendLoginRejected as exc:
+            if exc.error.error_code != _ACCESS_DENIED:
+                raise
+        # The password may have been rotated since it was read: read the secret once more.
+        self._forget_credentials()
+        return await self._open(await self._credentials())
+
+    async def _open(self, credentials: BackendCredentials) -> BackendConnection:
+        if not self._profile.has_database:
+            credentials = BackendCredentials(credentials.username, credentials.password, None)
+        return await open_backend(
+            self.target,
+            credentials,
+            self._profile,
+            tls_context=self._tls_context,
+            max_packet_bytes=self._max_packet_bytes,
+            init_query=self._init_query,
+        )
+
+    async def adopt(self, conn: BackendConnection) -> bool:
+        """Takes over an idle backend of another user's pool on this target by logging it in
+        again with COM_CHANGE_USER, instead of closing it and opening a new one. False when its
+        profile differs (capabilities are fixed at connect) or the server refuses."""
+        if conn.profile != self._profile or conn.is_broken:
+            return False
+        credentials = await self._credentials()
+        database = credentials.database if self._profile.has_database else None
+        try:
+            await conn.change_user(
+                BackendCredentials(credentials.username, credentials.password, database),
+                self._profile.character_set,
+            )
+            if self._init_query:
+                await conn.run_simple_command(commands.com_query(self._init_query))
+        except BackendError:
+            return False
+        return True
+
+    async def reset(self, conn: BackendConnection) -> None:
+        """Makes a backend clean for its next client; raises if it cannot be (the pool then
+        closes it)."""
+        # COM_RESET_CONNECTION drops session variables, temporary tables, prepared statements
+        # and any open transaction, and keeps the login and the default database.
+        await conn.run_simple_command(commands.com_reset_connection())
+        if self._init_query:
+            await conn.run_simple_command(commands.com_query(self._init_query))
+        if not self._profile.has_database and await conn.select_value("SELECT DATABASE()"):
+            # The client chose a database; nothing can unselect it, so this backend goes.
+            raise BackendError(f"{self.target.name}: a database-less backend has a database")
+
+    async def close(self, conn: BackendConnection) -> None:
+        conn.close()
+
+    def is_broken(self, conn: BackendConnection) -> bool:
+        return conn.is_broken

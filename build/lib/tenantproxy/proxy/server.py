@@ -1,0 +1,211 @@
+"""The proxy process: listeners per endpoint, the shared context, and a graceful shutdown.
+
+SIGTERM: stop accepting, let sessions finish within shutdown_grace_s, then close the rest and
+the pools.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import ssl
+import time
+from collections import Counter
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from tenantproxy.config import EndpointConfig, ProxyConfig
+from tenantproxy.errors import SettingError
+from tenantproxy.observability.metrics import Metrics
+from tenantproxy.observability.prometheus import serve_metrics
+from tenantproxy.pool import run_maintenance
+from tenantproxy.proxy.backends import RELAYED_CAPABILITIES
+from tenantproxy.proxy.client_session import ClientSession
+from tenantproxy.proxy.exported_metrics import proxy_families
+from tenantproxy.proxy.health import HealthChecker
+from tenantproxy.proxy.routing import PoolRegistry, Router
+from tenantproxy.proxy.secret_lookup import SecretLookup
+from tenantproxy.wire.mysql.constants import CapabilityFlags
+
+if TYPE_CHECKING:
+    from tenantproxy.proxy.token_login import TokenLogins
+
+# What the proxy offers clients: what it relays (RELAYED_CAPABILITIES) plus the login basics.
+# Not offered: compression, query attributes and optional metadata, which MariaDB lacks.
+PROXY_CAPABILITIES = (
+    RELAYED_CAPABILITIES
+    | CapabilityFlags.CLIENT_LONG_PASSWORD
+    | CapabilityFlags.CLIENT_CONNECT_WITH_DB
+    | CapabilityFlags.CLIENT_PROTOCOL_41
+    | CapabilityFlags.CLIENT_INTERACTIVE
+    | CapabilityFlags.CLIENT_TRANSACTIONS
+    | CapabilityFlags.CLIENT_SECURE_CONNECTION
+    | CapabilityFlags.CLIENT_PLUGIN_AUTH
+    | CapabilityFlags.CLIENT_CONNECT_ATTRS
+    | CapabilityFlags.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
+    | CapabilityFlags.CLIENT_CAN_HANDLE_EXPIRED_PASSWORDS
+)
+_IDLE_SWEEP_INTERVAL_S = 5.0
+# Announced until a target has told its own version ("5.5.5-" is how MariaDB marks itself).
+_FALLBACK_SERVER_VERSION = "5.5.5-10.11.0-MariaDB-tenantproxy"
+
+
+@dataclass
+class ProxyContext:
+    """What every session shares; built once by app.py."""
+
+    config: ProxyConfig
+    router: Router
+    pools: PoolRegistry
+    secrets: SecretLookup
+    client_tls_context: ssl.SSLContext | None
+    log: logging.Logger
+    # Token login; None when the config has no iam_auth section.
+    token_logins: TokenLogins | None = None
+    # host:port names a token may be signed for; the endpoints' are added once bound.
+    token_hosts: set[str] = field(default_factory=set)
+    metrics: Metrics = field(default_factory=Metrics)
+    advertised_capabilities: CapabilityFlags = PROXY_CAPABILITIES
+    sessions: dict[int, ClientSession] = field(default_factory=dict)
+    # Logged-in client connections per tenant (DB user), for max_clients_per_tenant.
+    tenant_clients: Counter[str] = field(default_factory=Counter)
+    _session_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def server_version(self) -> str:
+        return (
+            self.config.server_version or self.router.server_version() or _FALLBACK_SERVER_VERSION
+        )
+
+    def admit_tenant_client(self, db_user: str) -> bool:
+        """Counts one more client of a tenant; False (and no count) past its cap."""
+        cap = self.config.max_clients_per_tenant
+        if cap is not None and self.tenant_clients[db_user] >= cap:
+            return False
+        self.tenant_clients[db_user] += 1
+        return True
+
+    def release_tenant_client(self, db_user: str) -> None:
+        self.tenant_clients[db_user] -= 1
+        if self.tenant_clients[db_user] <= 0:
+            del self.tenant_clients[db_user]
+
+    def next_session_id(self) -> int:
+        return next(self._session_ids) & 0xFFFFFFFF
+
+    def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        """Runs a coroutine in the background, keeping it referenced and logging its failure."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.log.error("background task failed", exc_info=task.exception())
+
+
+class ProxyServer:
+    """Listens on every endpoint and runs the background loops."""
+
+    def __init__(self, context: ProxyContext, health: HealthChecker) -> None:
+        self.context = context
+        self._health = health
+        self._listeners: list[asyncio.Server] = []
+        self._stop = asyncio.Event()
+        self.bound_addresses: dict[str, tuple[str, int]] = {}
+
+    async def start(self) -> None:
+        # Bound first, serving after the health check: a port in use fails before anything
+        # else happens, and the first clients meet targets whose health is known.
+        loop = asyncio.get_running_loop()
+        for number, endpoint in enumerate(self.context.config.endpoints):
+            try:
+                listener = await loop.create_server(
+                    self._session_factory(endpoint),
+                    endpoint.host,
+                    endpoint.port,
+                    reuse_address=True,
+                    backlog=4096,
+                    start_serving=False,
+                )
+            except OSError as exc:
+                cause = f"cannot listen on {endpoint.host}:{endpoint.port}: {exc.strerror}"
+                raise SettingError(("endpoints", number, "port"), cause) from None
+            self._listeners.append(listener)
+            host, port = listener.sockets[0].getsockname()[:2]
+            self.bound_addresses[endpoint.name] = (host, port)
+            self.context.token_hosts.update({f"{host}:{port}", f"localhost:{port}"})
+        await self._start_metrics()
+        await self._health.check_all()
+        for listener in self._listeners:
+            await listener.start_serving()
+
+    async def _start_metrics(self) -> None:
+        port = self.context.config.metrics_port
+        if port is None:
+            return
+        try:
+            families = proxy_families(self.context)
+            server, address = await serve_metrics("127.0.0.1", port, families)
+        except OSError as exc:
+            cause = f"cannot listen on 127.0.0.1:{port}: {exc.strerror}"
+            raise SettingError(("metrics_port",), cause) from None
+        self._listeners.append(server)
+        self.bound_addresses["metrics"] = address
+
+    def _session_factory(self, endpoint: EndpointConfig) -> Any:
+        context = self.context
+
+        def new_session() -> ClientSession:
+            context.metrics.count("ClientConnectionsReceived")
+            return ClientSession(context, endpoint)
+
+        return new_session
+
+    async def serve(self) -> None:
+        """Runs until ``stop()``; then shuts down gracefully."""
+        config = self.context.config
+        background = [
+            asyncio.create_task(self._health.run(config.health_check_interval_s, self._stop)),
+            asyncio.create_task(
+                run_maintenance(
+                    self.context.pools.pools, config.health_check_interval_s, self._stop
+                )
+            ),
+            asyncio.create_task(self._close_idle_clients()),
+        ]
+        await self._stop.wait()
+        await self._shut_down(config.shutdown_grace_s)
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def _close_idle_clients(self) -> None:
+        timeout_s = self.context.config.idle_client_timeout_s
+        while not self._stop.is_set():
+            try:
+                await asyncio.wait_for(self._stop.wait(), min(_IDLE_SWEEP_INTERVAL_S, timeout_s))
+            except TimeoutError:
+                now = time.monotonic()
+                for session in list(self.context.sessions.values()):
+                    if session.is_idle and now - session.last_activity > timeout_s:
+                        session.close_for_idleness()
+
+    async def _shut_down(self, grace_s: float) -> None:
+        for listener in self._listeners:
+            listener.close()
+        sessions = list(self.context.sessions.values())
+        self.context.log.info("shutting down: %d sessions, %.0f s grace", len(sessions), grace_s)
+        if sessions:
+            await asyncio.wait([s.closed for s in sessions], timeout=grace_s)
+        for session in list(self.context.sessions.values()):
+            session.close_for_shutdown()
+        await asyncio.gather(*(pool.close() for pool in self.context.pools.pools()))
+        for listener in self._listeners:
+            await listener.wait_closed()
