@@ -333,6 +333,17 @@ class BackendConnection(asyncio.Protocol):
             return None
         return Reader(row).bytes_lenenc()
 
+    async def learn_current_schema(self) -> str | None:
+        """Asks the server which database this connection is on and remembers the answer.
+
+        The schema is what the server says, never what the proxy last asked for: a client's
+        USE, COM_INIT_DB or DROP DATABASE moves it without the proxy seeing a reliable sign.
+        A name that is not UTF-8 is kept as one no login can name, so that the next client's
+        database is selected again."""
+        value = await self.select_value("SELECT DATABASE()")
+        self.current_schema = None if value is None else value.decode("utf-8", "replace")
+        return self.current_schema
+
     # -- life ----------------------------------------------------------------------------
 
     def mark_broken(self) -> None:

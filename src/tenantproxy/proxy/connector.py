@@ -132,11 +132,13 @@ class MysqlConnector:
         """Makes a backend clean for its next client; raises if it cannot be (the pool then
         closes it)."""
         # COM_RESET_CONNECTION drops session variables, temporary tables, prepared statements
-        # and any open transaction, and keeps the login and the default database.
+        # and any open transaction, and keeps the login and the database the client left it
+        # on, which is why the schema is learned from the server afterwards.
         await conn.run_simple_command(commands.com_reset_connection())
         if self._init_query:
             await conn.run_simple_command(commands.com_query(self._init_query))
-        if not self._profile.has_database and await conn.select_value("SELECT DATABASE()"):
+        schema = await conn.learn_current_schema()
+        if not self._profile.has_database and schema is not None:
             # The client chose a database; nothing can unselect it, so this backend goes.
             raise BackendError(f"{self.target.name}: a database-less backend has a database")
 

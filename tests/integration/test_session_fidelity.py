@@ -1,0 +1,143 @@
+"""What a client sees through the proxy is what it would see straight from MariaDB: the right
+database after a backend's reuse, whichever way the previous client moved it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.integration.clients import (
+    ca_path,
+    connector_connect,
+    mariadb_cli,
+    mysqlclient_connect,
+    pymysql_connect,
+)
+from tests.integration.proxy_thread import ProxyThread, proxy_config_from_stack
+
+pytestmark = pytest.mark.integration
+
+TENANT = 7
+HOME = f"user_database{TENANT}"
+# Every account may enter information_schema, so each client can move its backend there.
+ELSEWHERE = "information_schema"
+
+
+def settings(stack: Any, endpoint: str, database: str | None = HOME) -> dict[str, Any]:
+    return {
+        "endpoint": endpoint,
+        "user": f"user{TENANT}",
+        "password": stack.secret(f"user{TENANT}").password,
+        "database": database,
+        "ca_file": ca_path(stack.outputs),
+    }
+
+
+def writer_of(stack: Any) -> str:
+    instances = stack.outputs["ProxyClusterInstances"]
+    return next(i["endpoint"] for i in instances if i["role"] == "writer")
+
+
+@pytest.fixture(scope="module")
+def proxy(stack: Any) -> Iterator[ProxyThread]:
+    """The writer endpoint only, so the next client gets the backend the last one left."""
+    with ProxyThread(proxy_config_from_stack(stack.outputs)) as running:
+        yield running
+
+
+def one_value(connection: Any, sql: str) -> Any:
+    cursor = connection.cursor()
+    try:
+        cursor.execute(sql)
+        return cursor.fetchone()[0]
+    finally:
+        cursor.close()
+
+
+def pymysql_init_db(stack: Any, endpoint: str) -> None:
+    with pymysql_connect(**settings(stack, endpoint)) as connection:
+        connection.select_db(ELSEWHERE)  # COM_INIT_DB
+        assert one_value(connection, "SELECT DATABASE()") == ELSEWHERE
+
+
+def mysqlclient_use(stack: Any, endpoint: str) -> None:
+    connection = mysqlclient_connect(**settings(stack, endpoint))
+    try:
+        connection.cursor().execute(f"USE {ELSEWHERE}")
+        assert one_value(connection, "SELECT DATABASE()") == ELSEWHERE
+    finally:
+        connection.close()
+
+
+def connector_init_db(stack: Any, endpoint: str) -> None:
+    connection = connector_connect(**settings(stack, endpoint))
+    try:
+        connection.cmd_init_db(ELSEWHERE)
+        assert one_value(connection, "SELECT DATABASE()") == ELSEWHERE
+    finally:
+        connection.close()
+
+
+def mariadb_cli_use(stack: Any, endpoint: str) -> None:
+    result = mariadb_cli(**settings(stack, endpoint), sql=f"use {ELSEWHERE}; SELECT DATABASE()")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["DATABASE()", ELSEWHERE]
+
+
+MOVES: dict[str, Callable[[Any, str], None]] = {
+    "pymysql-COM_INIT_DB": pymysql_init_db,
+    "mysqlclient-USE": mysqlclient_use,
+    "connector-cmd_init_db": connector_init_db,
+    "mariadb-cli-USE": mariadb_cli_use,
+}
+
+
+@pytest.mark.parametrize("move", MOVES.values(), ids=MOVES.keys())
+def test_the_next_client_lands_in_its_own_database_after_another_changed_schema(
+    stack, proxy, move
+):
+    endpoint = proxy.endpoint("read_write")
+    move(stack, endpoint)
+    with pymysql_connect(**settings(stack, endpoint)) as connection:
+        assert one_value(connection, "SELECT DATABASE()") == HOME
+        assert one_value(connection, "SELECT COUNT(*) FROM mytable") > 0
+
+
+def test_the_proxy_reuses_the_backend_it_moved_back_to_the_database(stack, proxy):
+    endpoint = proxy.endpoint("read_write")
+    with pymysql_connect(**settings(stack, endpoint)) as first:
+        backend_id = one_value(first, "SELECT CONNECTION_ID()")
+        first.select_db(ELSEWHERE)
+    with pymysql_connect(**settings(stack, endpoint)) as second:
+        assert one_value(second, "SELECT CONNECTION_ID()") == backend_id
+        assert one_value(second, "SELECT DATABASE()") == HOME
+
+
+def test_a_client_without_a_database_lands_in_none_after_another_chose_one(stack, proxy):
+    endpoint = proxy.endpoint("read_write")
+    for _ in range(2):
+        with pymysql_connect(**settings(stack, endpoint, database=None)) as connection:
+            assert one_value(connection, "SELECT DATABASE()") is None
+            connection.select_db(HOME)
+
+
+def test_a_client_lands_in_its_database_after_another_dropped_the_one_it_was_in(stack, proxy):
+    scratch = f"scratch_fidelity{TENANT}"
+    with stack.admin_connect(writer_of(stack)) as admin, admin.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE IF NOT EXISTS {scratch}")
+        cursor.execute(f"GRANT ALL PRIVILEGES ON {scratch}.* TO 'user{TENANT}'@'%'")
+    endpoint = proxy.endpoint("read_write")
+    try:
+        with pymysql_connect(**settings(stack, endpoint)) as first:
+            first.select_db(scratch)
+            with first.cursor() as cursor:
+                cursor.execute(f"DROP DATABASE {scratch}")
+            assert one_value(first, "SELECT DATABASE()") is None
+        with pymysql_connect(**settings(stack, endpoint)) as second:
+            assert one_value(second, "SELECT DATABASE()") == HOME
+    finally:
+        with stack.admin_connect(writer_of(stack)) as admin, admin.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS {scratch}")
+            cursor.execute(f"REVOKE ALL PRIVILEGES ON {scratch}.* FROM 'user{TENANT}'@'%'")
