@@ -95,9 +95,7 @@ MOVES: dict[str, Callable[[Any, str], None]] = {
 
 
 @pytest.mark.parametrize("move", MOVES.values(), ids=MOVES.keys())
-def test_the_next_client_lands_in_its_own_database_after_another_changed_schema(
-    stack, proxy, move
-):
+def test_the_next_client_lands_in_its_own_database_after_another_changed_schema(stack, proxy, move):
     endpoint = proxy.endpoint("read_write")
     move(stack, endpoint)
     with pymysql_connect(**settings(stack, endpoint)) as connection:
