@@ -20,6 +20,7 @@ from tenantproxy.config import (
     IamAuthConfig,
     ProxyConfig,
     TargetConfig,
+    TracingConfig,
 )
 from tenantproxy.identity.config import IdentityConfig, PrincipalConfig, RoleConfig
 from tenantproxy.stack.settings import StackSettings
@@ -36,6 +37,7 @@ MODELS_BY_DOC: dict[Path, list[type[BaseModel]]] = {
         FileSecretStoreConfig,
         AwsSecretStoreConfig,
         IamAuthConfig,
+        TracingConfig,
         StackSettings,
         AccessApiConfig,
     ],

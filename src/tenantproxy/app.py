@@ -24,6 +24,7 @@ from tenantproxy.config import (
 from tenantproxy.errors import BackendError, ConfigError, SecretStoreError, SettingError
 from tenantproxy.identity import DbAuthTokenVerifier
 from tenantproxy.identity.sealing import load_key
+from tenantproxy.observability.tracing import start_tracing
 from tenantproxy.pool import TargetBudget
 from tenantproxy.proxy import tls
 from tenantproxy.proxy.backends import (
@@ -33,6 +34,7 @@ from tenantproxy.proxy.backends import (
 )
 from tenantproxy.proxy.connector import MysqlConnector
 from tenantproxy.proxy.health import HealthChecker
+from tenantproxy.proxy.login_trace import SERVICE_NAME as LOGIN_TRACE_SERVICE
 from tenantproxy.proxy.routing import PoolRegistry, PoolSettings, Router, TargetState
 from tenantproxy.proxy.secret_lookup import SecretLookup
 from tenantproxy.proxy.server import ProxyContext, ProxyServer
@@ -77,6 +79,12 @@ def build_proxy(config: ProxyConfig, log: logging.Logger) -> ProxyServer:
         log=log,
         token_logins=_token_logins(config, token_hosts),
         token_hosts=token_hosts,
+        tracing=start_tracing(
+            LOGIN_TRACE_SERVICE,
+            sample_ratio=config.tracing.sample_ratio,
+            spans_file=config.tracing.spans_file,
+            otlp_endpoint=config.tracing.otlp_endpoint,
+        ),
     )
     monitor = None
     if config.monitor_user is not None:

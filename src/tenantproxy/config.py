@@ -87,6 +87,18 @@ class IamAuthConfig(_Strict):
     token_cache_size: int = Field(default=100_000, ge=0)
 
 
+class TracingConfig(_Strict):
+    """OpenTelemetry spans (observability/tracing.py). Off unless ``sample_ratio`` > 0 and there
+    is somewhere to send them: a JSON-lines ``spans_file`` and/or an OTLP/HTTP collector."""
+
+    # Share of the traces started here that are recorded; a caller's trace context (the
+    # ``traceparent`` connect attribute) decides for the traces it started.
+    sample_ratio: float = Field(default=0.0, ge=0, le=1)
+    spans_file: Path | None = None
+    # e.g. "http://127.0.0.1:4318/v1/traces" (Jaeger, Tempo, an OpenTelemetry Collector).
+    otlp_endpoint: str | None = Field(default=None, pattern=r"^https?://")
+
+
 class ProxyConfig(_Strict):
     """Everything one proxy process needs."""
 
@@ -138,6 +150,8 @@ class ProxyConfig(_Strict):
     # features from it: a MariaDB behind a "MySQL 8" banner gets utf8mb4_0900_ai_ci and fails).
     server_version: str | None = None
     max_packet_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    # Spans per login (client login, token check, borrow wait, the first backend query).
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
 
     @model_validator(mode="before")
     @classmethod

@@ -24,6 +24,7 @@ from tenantproxy.proxy.authentication import (
 from tenantproxy.proxy.backends import BackendProfile
 from tenantproxy.proxy.client_channel import ClientChannel
 from tenantproxy.proxy.leasing import HeldBackend, LeaseRefused, give_back, lease_backend
+from tenantproxy.proxy.login_trace import LoginTrace, traced
 from tenantproxy.proxy.mysql_errors import MysqlError
 from tenantproxy.proxy.relay import Relay
 from tenantproxy.secretstore import Secret
@@ -89,6 +90,9 @@ class ClientSession(asyncio.Protocol):
         self._relay: Relay | None = None
         self._change_user_decoder: PacketDecoder | None = None
         self._change_user_sequence_id = 1
+        # Only when tracing is on: a login's span starts at the accept (login_trace.py).
+        self._accepted_ns = time.time_ns() if context.tracing is not None else 0
+        self._trace: LoginTrace | None = None
 
     def __repr__(self) -> str:
         return f"<ClientSession {self.session_id} {self.username or '-'} {self.phase.value}>"
@@ -274,6 +278,17 @@ class ClientSession(asyncio.Protocol):
         self._pending = self._client.start_tls(context, early)
 
     async def _accept_login(self, login: LoginRequested) -> None:
+        self._trace = LoginTrace.begin(
+            self._context.tracing, login, self._accepted_ns, self._endpoint.name
+        )
+        try:
+            await self._log_in_as(login)
+        finally:
+            if self._trace is not None:
+                self._trace.login_ended(is_accepted=self.phase is SessionPhase.RELAYING)
+                self._trace = None
+
+    async def _log_in_as(self, login: LoginRequested) -> None:
         server, client = self._server, self._client
         assert server is not None and client is not None
         secret = await self._context.secrets.find(login.username)
@@ -284,14 +299,15 @@ class ClientSession(asyncio.Protocol):
             self._context.metrics.count("ClientConnectionsNoTLS")
             self._send_error_and_close(mysql_errors.INSECURE_TRANSPORT)
             return
-        verdict = await self._check_credentials(
-            login.username,
-            secret,
-            login.auth_plugin_name,
-            login.auth_response,
-            switch_plugin=self._switch_plugin_at_login,
-            confirm_fast_auth=lambda: client.write(server.send_auth_more_data(b"\x03")),
-        )
+        with traced(self._trace, "token check"):
+            verdict = await self._check_credentials(
+                login.username,
+                secret,
+                login.auth_plugin_name,
+                login.auth_response,
+                switch_plugin=self._switch_plugin_at_login,
+                confirm_fast_auth=lambda: client.write(server.send_auth_more_data(b"\x03")),
+            )
         if not verdict.is_accepted:
             self._refuse_login(login.username, verdict, sequence_id=None)
             return
@@ -301,7 +317,9 @@ class ClientSession(asyncio.Protocol):
         profile = BackendProfile.of_client(
             server.negotiated_capabilities, login.character_set, login.database
         )
-        if await self._lease_backend(login.username, profile, login.database):
+        with traced(self._trace, "borrow wait"):
+            is_leased = await self._lease_backend(login.username, profile, login.database)
+        if is_leased:
             assert self._held is not None
             client.write(server.send_ok(status_flags=self._held.connection.status_flags))
             if server.negotiated_capabilities & CapabilityFlags.CLIENT_COMPRESS:
@@ -384,6 +402,8 @@ class ClientSession(asyncio.Protocol):
             self._client, self._held.connection, self._splitter, self, self._context.log
         )
         self._move_to(SessionPhase.RELAYING)
+        if self._trace is not None:
+            self._trace.watch_first_query(self._relay, self._held.connection, self._held.target)
         if self._pending:
             early, self._pending = self._pending, b""
             self._relay.from_client(early)

@@ -30,6 +30,7 @@ from tenantproxy.proxy.secret_lookup import SecretLookup
 from tenantproxy.wire.mysql.constants import CapabilityFlags
 
 if TYPE_CHECKING:
+    from tenantproxy.observability.tracing import Tracing
     from tenantproxy.proxy.token_login import TokenLogins
 
 # What the proxy offers clients: what it relays (RELAYED_CAPABILITIES) plus the login basics,
@@ -69,6 +70,8 @@ class ProxyContext:
     # host:port names a token may be signed for; the endpoints' are added once bound.
     token_hosts: set[str] = field(default_factory=set)
     metrics: Metrics = field(default_factory=Metrics)
+    # OpenTelemetry spans per sampled login; None: tracing is off and sessions do no tracing work.
+    tracing: Tracing | None = None
     advertised_capabilities: CapabilityFlags = PROXY_CAPABILITIES
     sessions: dict[int, ClientSession] = field(default_factory=dict)
     # Logged-in client connections per tenant (DB user), for max_clients_per_tenant.
@@ -184,6 +187,8 @@ class ProxyServer:
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
+        if self.context.tracing is not None:
+            self.context.tracing.shutdown()  # exports the spans still queued
 
     def stop(self) -> None:
         self._stop.set()
