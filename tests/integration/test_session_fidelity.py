@@ -139,3 +139,22 @@ def test_a_client_lands_in_its_database_after_another_dropped_the_one_it_was_in(
         with stack.admin_connect(writer_of(stack)) as admin, admin.cursor() as cursor:
             cursor.execute(f"DROP DATABASE IF EXISTS {scratch}")
             cursor.execute(f"REVOKE ALL PRIVILEGES ON {scratch}.* FROM 'user{TENANT}'@'%'")
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_a_clear_text_login_to_a_password_tenant_is_switched_as_mariadb_does(stack, tls):
+    # MariaDB answers a client that starts with mysql_clear_password for an account whose
+    # plugin is mysql_native_password with an AuthSwitchRequest; the login then succeeds.
+    config = proxy_config_from_stack(stack.outputs, require_tls=False)
+    with ProxyThread(config) as plain_proxy:
+        outputs = []
+        for endpoint in (writer_of(stack), plain_proxy.endpoint("read_write")):
+            login = settings(stack, endpoint) | ({} if tls else {"ca_file": None})
+            result = mariadb_cli(
+                **login,
+                sql="SELECT CURRENT_USER(), DATABASE()",
+                options=("--default-auth=mysql_clear_password",),
+            )
+            assert result.returncode == 0, result.stderr
+            outputs.append(result.stdout)
+    assert outputs[0] == outputs[1] == f"CURRENT_USER()\tDATABASE()\nuser{TENANT}@%\t{HOME}\n"

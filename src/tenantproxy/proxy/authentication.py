@@ -2,14 +2,14 @@
 
 The proxy knows each tenant's password (from the secret store), so it verifies the scramble the
 client computed, the way the server would: mysql_native_password, caching_sha2_password's fast
-path, or mysql_clear_password (over TLS only). A client that offers another plugin is switched to
-mysql_native_password. Unknown users take the same steps as known ones and are refused, so the
+path. A client that offers another plugin, mysql_clear_password included, is switched to
+mysql_native_password, as MariaDB switches a client to a password account's own plugin (clear text
+is for token logins). Unknown users take the same steps as known ones and are refused, so the
 answer does not tell whether a tenant exists.
 """
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -39,7 +39,6 @@ async def verify_login(
     secret: Secret | None,
     *,
     scramble: bytes,
-    is_tls: bool,
     switch_plugin: SwitchPlugin,
     confirm_fast_auth: Callable[[], None] | None = None,
 ) -> LoginVerdict:
@@ -56,11 +55,6 @@ async def verify_login(
         )
         if is_match:
             confirm_fast_auth()
-    elif plugin == MYSQL_CLEAR_PASSWORD:
-        if not is_tls:
-            return LoginVerdict(False, bool(auth_response), "clear-text password without TLS")
-        given = auth_plugins.clear_password_from_response(auth_response)
-        is_match = password is not None and hmac.compare_digest(given, password)
     elif not auth_response and plugin in (MYSQL_NATIVE_PASSWORD, CACHING_SHA2_PASSWORD):
         return _verdict(secret, password == b"", is_password_used=False)
     else:
@@ -144,7 +138,6 @@ async def check_credentials(
         auth_response,
         secret,
         scramble=scramble,
-        is_tls=is_tls,
         switch_plugin=switch_plugin,
         confirm_fast_auth=confirm_fast_auth,
     )

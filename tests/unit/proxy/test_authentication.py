@@ -34,7 +34,6 @@ async def test_native_password_scramble_of_the_secret_is_accepted():
         response,
         SECRET,
         scramble=SCRAMBLE,
-        is_tls=False,
         switch_plugin=no_switch,
     )
     assert verdict.is_accepted and verdict.is_password_used
@@ -47,7 +46,6 @@ async def test_a_wrong_native_password_is_refused():
         response,
         SECRET,
         scramble=SCRAMBLE,
-        is_tls=False,
         switch_plugin=no_switch,
     )
     assert not verdict.is_accepted
@@ -61,7 +59,6 @@ async def test_an_unknown_user_is_refused_like_a_wrong_password():
         response,
         None,
         scramble=SCRAMBLE,
-        is_tls=False,
         switch_plugin=no_switch,
     )
     assert not verdict.is_accepted and verdict.is_password_used
@@ -75,7 +72,6 @@ async def test_caching_sha2_fast_path_is_confirmed_without_a_switch():
         response,
         SECRET,
         scramble=SCRAMBLE,
-        is_tls=False,
         switch_plugin=no_switch,
         confirm_fast_auth=lambda: confirmed.append(True),
     )
@@ -85,38 +81,23 @@ async def test_caching_sha2_fast_path_is_confirmed_without_a_switch():
 async def test_an_unknown_plugin_is_switched_to_native_password():
     switch, asked = switch_answering(b"s3cret-password")
     verdict = await verify_login(
-        "sha256_password", b"\x01", SECRET, scramble=SCRAMBLE, is_tls=True, switch_plugin=switch
+        "sha256_password", b"\x01", SECRET, scramble=SCRAMBLE, switch_plugin=switch
     )
     assert verdict.is_accepted and asked == ["mysql_native_password"]
 
 
-async def test_clear_password_is_accepted_only_over_tls():
+async def test_a_clear_text_password_is_switched_to_native_password_as_mariadb_does():
+    switch, asked = switch_answering(b"s3cret-password")
     response = auth_plugins.clear_password_response(b"s3cret-password")
-    over_tls = await verify_login(
-        "mysql_clear_password",
-        response,
-        SECRET,
-        scramble=SCRAMBLE,
-        is_tls=True,
-        switch_plugin=no_switch,
+    verdict = await verify_login(
+        "mysql_clear_password", response, SECRET, scramble=SCRAMBLE, switch_plugin=switch
     )
-    plain = await verify_login(
-        "mysql_clear_password",
-        response,
-        SECRET,
-        scramble=SCRAMBLE,
-        is_tls=False,
-        switch_plugin=no_switch,
-    )
-    assert over_tls.is_accepted
-    assert not plain.is_accepted and plain.reason == "clear-text password without TLS"
+    assert verdict.is_accepted and asked == ["mysql_native_password"]
 
 
 @pytest.mark.parametrize("plugin", ["mysql_native_password", "caching_sha2_password"])
 async def test_an_empty_answer_is_refused_as_using_no_password(plugin):
-    verdict = await verify_login(
-        plugin, b"", SECRET, scramble=SCRAMBLE, is_tls=False, switch_plugin=no_switch
-    )
+    verdict = await verify_login(plugin, b"", SECRET, scramble=SCRAMBLE, switch_plugin=no_switch)
     assert not verdict.is_accepted and not verdict.is_password_used
 
 
