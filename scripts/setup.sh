@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what `make test`, `make demo` and `make bench` need and is missing:
-# Debian packages (MariaDB server and client, sysbench, headers to build mysqlclient)
+# Debian packages (MariaDB server and client, sysbench, headers to build mysqlclient, gcc to
+# build it and the Connector/C test client in tests/integration/c_client)
 # and a .venv holding the project with its pinned dependencies.
 # Safe to run again: it only does what is not done yet.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(mariadb-server mariadb-client sysbench libmariadb-dev pkg-config chromium)
+APT_PACKAGES=(mariadb-server mariadb-client sysbench libmariadb-dev pkg-config gcc chromium)
 
 missing_apt_packages() {
     local pkg

@@ -35,6 +35,16 @@ from tenantproxy.wire.mysql.handshake import AuthSwitchRequest, ComChangeUser
 from tenantproxy.wire.mysql.response_tracker import ResponseTracker
 from tenantproxy.wire.mysql.responses import ErrPacket, OkPacket
 
+# MariaDB's extended capabilities (MariaDB "Connection" page), which the proxy relays: bulk
+# execute (COM_STMT_BULK_EXECUTE), type names in column definitions (JSON, GIS), progress reports
+# inside a response, and column definitions left out of a COM_STMT_EXECUTE answer when the
+# client has them. Offered to clients only when every target has them (Router).
+MARIADB_RELAYED_CAPABILITIES = (
+    CapabilityFlags.MARIADB_CLIENT_PROGRESS
+    | CapabilityFlags.MARIADB_CLIENT_STMT_BULK_OPERATIONS
+    | CapabilityFlags.MARIADB_CLIENT_EXTENDED_METADATA
+    | CapabilityFlags.MARIADB_CLIENT_CACHE_METADATA
+)
 # The capabilities that change the bytes of a response. A backend relays to a client only when
 # both negotiated the same ones, so pools are kept per profile (see BackendProfile).
 RELAYED_CAPABILITIES = (
@@ -47,6 +57,7 @@ RELAYED_CAPABILITIES = (
     | CapabilityFlags.CLIENT_PS_MULTI_RESULTS
     | CapabilityFlags.CLIENT_SESSION_TRACK
     | CapabilityFlags.CLIENT_DEPRECATE_EOF
+    | MARIADB_RELAYED_CAPABILITIES
 )
 # What every backend asks for besides the relayed ones.
 BASE_CAPABILITIES = (
@@ -134,6 +145,8 @@ class BackendConnection(asyncio.Protocol):
         self.on_pause_writing: Callable[[], None] | None = None
         self.on_resume_writing: Callable[[], None] | None = None
         self.negotiated_capabilities = CapabilityFlags(0)
+        # What the target offered in its handshake (the router learns targets' capabilities).
+        self.server_capabilities = CapabilityFlags(0)
         # Set from the start: the server speaks first, maybe before log_in() runs.
         self._login: ClientConnection | None = login
         self._inbox = asyncio.Event()
@@ -216,6 +229,7 @@ class BackendConnection(asyncio.Protocol):
                 self.status_flags = event.status_flags
                 self.tracker = ResponseTracker(event.capability_flags)
                 self.negotiated_capabilities = event.capability_flags
+                self.server_capabilities = login.server_capabilities
                 return
             elif isinstance(event, LoginFailed):
                 raise BackendLoginRejected(self.target, event.error)

@@ -114,7 +114,7 @@ class ClientSession(asyncio.Protocol):
         self._server = ServerConnection(
             connection_id=self.session_id,
             server_version=self._context.server_version(),
-            capabilities=self._context.advertised_capabilities,
+            capabilities=self._context.offered_capabilities(),
             is_tls_offered=self._context.client_tls_context is not None,
             max_packet_bytes=config.max_packet_bytes,
         )

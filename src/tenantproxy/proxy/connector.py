@@ -66,6 +66,7 @@ async def open_backend(
     backend.profile = profile
     try:
         await backend.log_in(credentials.database, tls_context)
+        _check_relayed_capabilities(backend, profile)
         if init_query:
             await backend.run_simple_command(commands.com_query(init_query))
     except BaseException:
@@ -81,6 +82,16 @@ def _enable_keepalive(backend: BackendConnection) -> None:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE_S)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE_INTERVAL_S)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_PROBES)
+
+
+def _check_relayed_capabilities(backend: BackendConnection, profile: BackendProfile) -> None:
+    """The backend must have negotiated every relayed capability its client did, or its answers
+    would not be what the client parses (a target that lost one since the proxy offered it)."""
+    missing = profile.capabilities & ~backend.negotiated_capabilities
+    if missing:
+        raise BackendError(
+            f"{backend.target.name} lacks capabilities the client negotiated: {missing.name}"
+        )
 
 
 class MysqlConnector:

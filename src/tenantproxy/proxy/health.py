@@ -83,6 +83,7 @@ class HealthChecker:
             max_packet_bytes=1024 * 1024,
         )
         state.server_version = backend.server_version
+        state.server_capabilities = backend.server_capabilities
         try:
             await asyncio.wait_for(backend.run_simple_command(commands.com_ping()), 5)
             if target.name not in self._has_read_max_connections:

@@ -18,6 +18,7 @@ from tenantproxy.proxy.backends import (
     Target,
 )
 from tenantproxy.proxy.connector import MysqlConnector
+from tenantproxy.wire.mysql.constants import CapabilityFlags
 
 PoolKey = tuple[str, str, BackendProfile]
 
@@ -31,6 +32,7 @@ class TargetState:
     is_healthy: bool = True
     active_leases: int = 0
     server_version: str | None = None  # learned from its handshake
+    server_capabilities: CapabilityFlags | None = None  # likewise
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,17 @@ class Router:
     def server_version(self) -> str | None:
         """The version of the first target that told it (they run the same engine)."""
         return next((t.server_version for t in self.targets if t.server_version), None)
+
+    def shared_capabilities(self) -> CapabilityFlags:
+        """The capabilities every target offered in its handshake: none while a target has not
+        been heard from, since it might lack one (a mixed cluster offers the intersection)."""
+        offered = [state.server_capabilities for state in self.targets]
+        shared = CapabilityFlags(0)
+        for index, capabilities in enumerate(offered):
+            if capabilities is None:
+                return CapabilityFlags(0)
+            shared = capabilities if index == 0 else shared & capabilities
+        return shared
 
     def pick(self, endpoint_role: str) -> TargetState | None:
         """None when no healthy target can serve the endpoint."""

@@ -21,7 +21,7 @@ from tenantproxy.errors import SettingError
 from tenantproxy.observability.metrics import Metrics
 from tenantproxy.observability.prometheus import serve_metrics
 from tenantproxy.pool import run_maintenance
-from tenantproxy.proxy.backends import RELAYED_CAPABILITIES
+from tenantproxy.proxy.backends import MARIADB_RELAYED_CAPABILITIES, RELAYED_CAPABILITIES
 from tenantproxy.proxy.client_session import ClientSession
 from tenantproxy.proxy.exported_metrics import proxy_families
 from tenantproxy.proxy.health import HealthChecker
@@ -35,9 +35,10 @@ if TYPE_CHECKING:
 
 # What the proxy offers clients: what it relays (RELAYED_CAPABILITIES) plus the login basics,
 # and zlib compression of the client leg, which the proxy does itself (client_channel.py).
+# MariaDB's extended capabilities come on top when all targets have them (offered_capabilities).
 # Not offered: zstd compression, query attributes and optional metadata, which MariaDB lacks.
 PROXY_CAPABILITIES = (
-    RELAYED_CAPABILITIES
+    (RELAYED_CAPABILITIES & ~MARIADB_RELAYED_CAPABILITIES)
     | CapabilityFlags.CLIENT_COMPRESS
     | CapabilityFlags.CLIENT_LONG_PASSWORD
     | CapabilityFlags.CLIENT_CONNECT_WITH_DB
@@ -83,6 +84,12 @@ class ProxyContext:
         return (
             self.config.server_version or self.router.server_version() or _FALLBACK_SERVER_VERSION
         )
+
+    def offered_capabilities(self) -> CapabilityFlags:
+        """What a new client's handshake offers: advertised_capabilities, plus the MariaDB
+        extended capabilities that every target offered in its own handshake."""
+        shared = self.router.shared_capabilities() & MARIADB_RELAYED_CAPABILITIES
+        return self.advertised_capabilities | shared
 
     def admit_tenant_client(self, db_user: str) -> bool:
         """Counts one more client of a tenant; False (and no count) past its cap."""

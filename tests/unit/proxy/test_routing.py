@@ -5,6 +5,7 @@ from __future__ import annotations
 from tenantproxy.pool import TargetBudget
 from tenantproxy.proxy.backends import Target
 from tenantproxy.proxy.routing import Router, TargetState
+from tenantproxy.wire.mysql.constants import CapabilityFlags as F
 
 
 def state(name: str, role: str) -> TargetState:
@@ -43,3 +44,19 @@ def test_without_replicas_the_reader_endpoint_reads_from_the_writer():
     router = Router([state("w", "writer")])
     picked = router.pick("read_only")
     assert picked is not None and picked.target.name == "w"
+
+
+def test_shared_capabilities_are_what_every_target_offered():
+    writer, replica = state("w", "writer"), state("r1", "replica")
+    writer.server_capabilities = F.CLIENT_PROTOCOL_41 | F.MARIADB_CLIENT_PROGRESS
+    replica.server_capabilities = (
+        F.CLIENT_PROTOCOL_41 | F.MARIADB_CLIENT_PROGRESS | F.MARIADB_CLIENT_CACHE_METADATA
+    )
+    router = Router([writer, replica])
+    assert router.shared_capabilities() == F.CLIENT_PROTOCOL_41 | F.MARIADB_CLIENT_PROGRESS
+
+
+def test_no_capabilities_are_shared_while_a_target_has_not_been_heard_from():
+    writer, replica = state("w", "writer"), state("r1", "replica")
+    writer.server_capabilities = F.CLIENT_PROTOCOL_41 | F.MARIADB_CLIENT_PROGRESS
+    assert Router([writer, replica]).shared_capabilities() == F(0)

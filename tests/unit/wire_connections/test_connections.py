@@ -443,6 +443,18 @@ def test_client_logs_in_against_captured_mariadb_packets() -> None:
     assert isinstance(client.next_event(), Authenticated)
 
 
+def test_client_keeps_what_captured_mariadb_offered_and_asks_only_for_what_it_wants() -> None:
+    client = make_client(username="wc", password=b"wcpass", database="wcdb")
+    client.receive_data(encode_packet((GOLDEN / "handshake_v10.bin").read_bytes(), 0)[0])
+    client.next_event()
+    # MariaDB 10.11 offers its extended capabilities; this client did not ask for them.
+    assert client.server_capabilities & F.MARIADB_CLIENT_STMT_BULK_OPERATIONS
+    assert client.server_capabilities & F.MARIADB_CLIENT_CACHE_METADATA
+    assert not client.negotiated_capabilities & F.MARIADB_CLIENT_STMT_BULK_OPERATIONS
+    response = HandshakeResponse41.decode(client.data_to_send()[4:])
+    assert not response.capability_flags & F.MARIADB_CLIENT_STMT_BULK_OPERATIONS
+
+
 def test_client_reports_the_captured_1045_as_login_failed() -> None:
     client = make_client(username="wc", password=b"bad", database="wcdb")
     client.receive_data(encode_packet((GOLDEN / "handshake_v10.bin").read_bytes(), 0)[0])

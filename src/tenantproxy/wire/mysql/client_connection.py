@@ -12,7 +12,8 @@ Rules (MySQL "Connection Phase", "Authentication Methods"):
 - The password leaves only as a scramble, or in clear text over TLS (mysql_clear_password,
   caching_sha2_password full authentication). No RSA key exchange: without TLS those are
   ProtocolErrors.
-- MariaDB's extended capabilities (HandshakeV10 reserved bytes) are read and never requested.
+- MariaDB's extended capabilities (HandshakeV10 reserved bytes) are read, kept in
+  ``server_capabilities``, and requested only when ``capabilities`` holds them.
 """
 
 from __future__ import annotations
@@ -104,6 +105,8 @@ class ClientConnection:
             wanted |= Flags.CLIENT_CONNECT_ATTRS
         self.wanted_capabilities = wanted
         self.negotiated_capabilities = wanted
+        # What the server offered in its HandshakeV10 (all of it, not only what we asked for).
+        self.server_capabilities = CapabilityFlags(0)
         self.server_status = ServerStatus(0)
         self.connection_id = 0
         self.server_version = ""
@@ -218,6 +221,7 @@ class ClientConnection:
         self.server_version = handshake.server_version
         self.connection_id = handshake.connection_id
         self.server_status = handshake.status_flags
+        self.server_capabilities = server_caps
         self.negotiated_capabilities = self.wanted_capabilities & server_caps
         self._nonce = handshake.auth_plugin_data
         self._plugin_name = handshake.auth_plugin_name
