@@ -180,6 +180,10 @@ class ClientSession(asyncio.Protocol):
         self._write_packet(self._ok_payload(), 1)
         victim.close_for_shutdown()
 
+    def refuse(self, command: int) -> None:
+        """A replication command (relay.REFUSED_BY_THE_PROXY): MariaDB's answer to a tenant."""
+        self._write_packet(ErrPacket(*mysql_errors.refused_command(command)).encode(), 1)
+
     # -- writing to the client -------------------------------------------------------------
 
     def _write_packet(self, payload: bytes, sequence_id: int) -> None:

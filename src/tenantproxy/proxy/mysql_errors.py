@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from tenantproxy.wire.mysql.constants import Command
+
 
 class MysqlError(NamedTuple):
     code: int
@@ -65,3 +67,18 @@ def backend_lost() -> MysqlError:
 
 def unknown_thread(thread_id: int) -> MysqlError:
     return MysqlError(1094, "HY000", f"Unknown thread id: {thread_id}")
+
+
+UNKNOWN_COMMAND = MysqlError(1047, "08S01", "Unknown command")
+REPLICATION_SLAVE_NEEDED = MysqlError(
+    1227,
+    "42000",
+    "Access denied; you need (at least one of) the REPLICATION SLAVE privilege(s)"
+    " for this operation",
+)
+
+
+def refused_command(command: int) -> MysqlError:
+    """What MariaDB 10.11 answers a user without REPLICATION SLAVE: 1227 for COM_BINLOG_DUMP;
+    COM_BINLOG_DUMP_GTID is MySQL's, unknown to MariaDB."""
+    return REPLICATION_SLAVE_NEEDED if command == Command.COM_BINLOG_DUMP else UNKNOWN_COMMAND

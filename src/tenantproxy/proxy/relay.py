@@ -2,8 +2,9 @@
 
 From the client the relay reads packet headers and command bytes only: it forwards commands and
 hands the few the proxy answers itself (COM_QUIT, COM_CHANGE_USER, COM_PROCESS_KILL) to the
-session. From the backend it forwards every byte at once and lets the response tracker find where
-each response ends, reading only the first bytes of each packet.
+session, and has the session refuse the replication stream commands (REFUSED_BY_THE_PROXY).
+From the backend it forwards every byte at once and lets the response tracker find where each
+response ends, reading only the first bytes of each packet.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ from tenantproxy.wire.mysql.framing import PacketSplitter, WirePacket
 ANSWERED_BY_THE_PROXY = frozenset(
     (Command.COM_QUIT, Command.COM_CHANGE_USER, Command.COM_PROCESS_KILL)
 )
+# A binlog stream carries every tenant's writes and never ends: never relayed. The session
+# answers what MariaDB answers a user without REPLICATION SLAVE; the session goes on.
+REFUSED_BY_THE_PROXY = frozenset((Command.COM_BINLOG_DUMP, Command.COM_BINLOG_DUMP_GTID))
+_NOT_RELAYED = ANSWERED_BY_THE_PROXY | REFUSED_BY_THE_PROXY
 
 
 class SessionHooks(Protocol):
@@ -32,6 +37,7 @@ class SessionHooks(Protocol):
     def quit(self) -> None: ...
     def change_user(self, payload: bytes, later: bytes) -> None: ...
     def kill(self, payload: bytes) -> None: ...
+    def refuse(self, command: int) -> None: ...
     def fail(self, error: MysqlError) -> None: ...
     def backend_lost(self) -> None: ...
 
@@ -103,6 +109,13 @@ class Relay:
             if not packet.is_continuation:
                 if self._tracker.is_awaiting_local_infile:
                     self._tracker.local_infile_packet_sent(len(packet.payload))
+                elif self._is_refused(packet):
+                    # Answered at once, before any response still on its way from the
+                    # backend: no client pipelines a binlog dump behind a query.
+                    self._write_to_backend(forward)
+                    forward = []
+                    self._session.refuse(packet.payload[0])
+                    continue
                 elif not self._is_relayed(packet):
                     self._write_to_backend(forward)
                     self._answer_here(packet, packets[index + 1 :])
@@ -115,10 +128,15 @@ class Relay:
             len(data) > 4
             and data[3] == 0  # sequence id 0: a new command
             and int3_at(data) + 4 == len(data)
-            and data[4] not in ANSWERED_BY_THE_PROXY
+            and data[4] not in _NOT_RELAYED
             and self._splitter.buffered_bytes == 0
             and not self._tracker.is_awaiting_local_infile
         )
+
+    @staticmethod
+    def _is_refused(packet: WirePacket) -> bool:
+        payload = packet.payload
+        return packet.sequence_id == 0 and payload[:1] != b"" and payload[0] in REFUSED_BY_THE_PROXY
 
     def _is_relayed(self, packet: WirePacket) -> bool:
         """A well-formed command for the backend (the tracker then expects its response)."""
