@@ -7,7 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(mariadb-server mariadb-client sysbench libmariadb-dev pkg-config gcc chromium)
+# libpam0g-dev (and gcc) build the PAM module of the no-proxy cluster's token login (stack/pam_module.py).
+APT_PACKAGES=(mariadb-server mariadb-client sysbench libmariadb-dev pkg-config gcc chromium libpam0g-dev)
 
 missing_apt_packages() {
     local pkg

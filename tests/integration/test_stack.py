@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from tenantproxy.cli import main as cli
 from tenantproxy.config import FileSecretStoreConfig
 from tenantproxy.errors import StackError
+from tenantproxy.identity.access import TenantAccess
 from tenantproxy.secretstore import FileSecretStore
 from tenantproxy.stack import StackSettings, down, mariadb, status, up
 from tenantproxy.stack.outputs import OUTPUT_KEYS
@@ -75,12 +76,21 @@ def test_a_row_written_on_the_writer_reaches_every_replica(stack, cluster):
 
 
 def tenant_connect(stack: RunningStack, host_port: str, user: str, database: str) -> Any:
+    """As the tenant: its password on the proxy cluster, a db-auth token on the no-proxy one
+    (noproxy_auth = "token": MariaDB checks it)."""
     host, port = host_port.rsplit(":", 1)
+    noproxy = {i["endpoint"] for i in stack.outputs["NoProxyClusterInstances"]}
+    if host_port in noproxy:
+        access = TenantAccess.from_outputs(stack.outputs)
+        credentials = access.assume(user, resource_id=stack.outputs["NoProxyResourceId"])
+        password = access.token(credentials, host, int(port), user)
+    else:
+        password = stack.secret(user).password
     return pymysql.connect(
         host=host,
         port=int(port),
         user=user,
-        password=stack.secret(user).password,
+        password=password,
         database=database,
         ssl={"ca": stack.outputs["CACertificate"]},
         connect_timeout=10,

@@ -26,7 +26,15 @@ from starlette.routing import Route
 from tenantproxy.accessapi.config import AccessApiConfig
 from tenantproxy.accessapi.database import tls_context
 from tenantproxy.accessapi.metrics import AccessApiMetrics, StageMetrics
-from tenantproxy.accessapi.stages import InvocationFailed, NoProxyStage, ProxyStage, Stage
+from tenantproxy.accessapi.stages import (
+    InvocationFailed,
+    LoginSecret,
+    NoProxyStage,
+    ProxyStage,
+    Stage,
+    StoredPassword,
+    TokenForReplica,
+)
 from tenantproxy.identity.access import TenantAccess
 from tenantproxy.secretstore import FileSecretStore
 
@@ -125,13 +133,12 @@ def build_access_api(config: AccessApiConfig) -> Starlette:
         scope_override=config.scope_override,
         **common,
     )
-    noproxy = NoProxyStage(
-        store,
-        config.noproxy_replica_endpoints,
-        tls,
-        secret_name_prefix=config.secret_name_prefix,
-        **common,
+    secret: LoginSecret = (
+        TokenForReplica(access, config.noproxy_resource_id, executor)
+        if config.noproxy_auth == "token"
+        else StoredPassword(store, config.secret_name_prefix)
     )
+    noproxy = NoProxyStage(secret, config.noproxy_replica_endpoints, tls, **common)
 
     async def metrics_endpoint(_request: Request) -> Response:
         return JSONResponse(metrics.scrape())

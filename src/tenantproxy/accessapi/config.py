@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -37,6 +37,8 @@ _FROM_OUTPUTS = {
     "ProxyResourceId": "proxy_resource_id",
     "TenantAccessRoleArn": "role_arn",
     "AccessPrincipalCredentials": "access_principal_credentials",
+    "NoProxyAuth": "noproxy_auth",
+    "NoProxyResourceId": "noproxy_resource_id",
 }
 
 
@@ -76,6 +78,14 @@ class AccessApiConfig(BaseModel):
     proxy_resource_id: str
     role_arn: str
     access_principal_credentials: Path = Field(description="JSON with the principal's keys")
+    # The write-up's no-proxy Lambda: AssumeRole, a token for the replica, clear-text login over
+    # TLS, checked by MariaDB. "password": the tenant's native password from the secret store.
+    noproxy_auth: Literal["token", "password"] = Field(
+        default="token", description="how the no-proxy stage logs in"
+    )
+    noproxy_resource_id: str = Field(
+        default="cluster-noproxy", description="the no-proxy cluster's id in rds-db ARNs"
+    )
 
 
 def load_access_api_config(path: Path) -> AccessApiConfig:

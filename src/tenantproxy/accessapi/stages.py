@@ -2,9 +2,11 @@
 
 Proxy stage: AssumeRole with a session policy scoped to ``user{N}`` (boto3 STS at the identity
 service), a db-auth token signed with those credentials, a TLS login to the proxy's read-only
-endpoint with the token as a clear-text password. No-proxy stage: the tenant's native password
-from the secret store, read per invocation (MariaDB cannot check IAM tokens), a TLS login to one
-of the no-proxy cluster's replicas. Both then run the write-up's SELECT and close.
+endpoint with the token as a clear-text password. No-proxy stage, as the write-up's no-proxy
+Lambda (``noproxy_auth = "token"``): the same AssumeRole, scoped to ``user{N}`` on the no-proxy
+cluster, a token signed for the replica it connects to, a TLS clear-text login that MariaDB checks
+itself (PAM, stack/pam_login.py); or (``"password"``) the tenant's native password from the secret
+store, read per invocation. Both then run the write-up's SELECT and close.
 """
 
 from __future__ import annotations
@@ -90,37 +92,71 @@ class ProxyStage:
         return self._access.token(credentials, self._host, self._port, user)
 
 
+class StoredPassword:
+    """The no-proxy login's password: the tenant's native one, from the secret store."""
+
+    def __init__(self, store: SecretStore, secret_name_prefix: str = "tenants/") -> None:
+        self._store = store
+        self._prefix = secret_name_prefix
+
+    async def password(self, user: str, host: str, port: int) -> str:
+        try:
+            # The file store keeps the decrypted document and only stat()s the file here.
+            return self._store.get(f"{self._prefix}{user}").password
+        except Exception as exc:
+            raise _failure(f"read the secret of {user}", exc) from None
+
+
+class TokenForReplica:
+    """The no-proxy login's password: a db-auth token for the replica, as the write-up's Lambda
+    makes it (AssumeRole scoped to the tenant on the no-proxy cluster, then the signature)."""
+
+    def __init__(self, access: TenantAccess, resource_id: str, executor: Executor) -> None:
+        self._access = access
+        self._resource_id = resource_id
+        self._executor = executor
+
+    async def password(self, user: str, host: str, port: int) -> str:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, self._token, user, host, port)
+        except Exception as exc:
+            raise _failure("assume role / db-auth token", exc) from None
+
+    def _token(self, user: str, host: str, port: int) -> str:
+        credentials = self._access.assume(user, resource_id=self._resource_id)
+        return self._access.token(credentials, host, port, user)
+
+
+class LoginSecret(Protocol):
+    async def password(self, user: str, host: str, port: int) -> str: ...
+
+
 class NoProxyStage:
-    """``/no_proxy_stage``: password login straight to a no-proxy replica."""
+    """``/no_proxy_stage``: a login straight to a no-proxy replica, with a token or a password."""
 
     def __init__(
         self,
-        store: SecretStore,
+        secret: LoginSecret,
         replica_endpoints: Sequence[str],
         tls: ssl.SSLContext,
         *,
         rows: int,
         connect_timeout_s: float,
-        secret_name_prefix: str = "tenants/",
     ) -> None:
-        self._store = store
+        self._secret = secret
         # An Aurora reader endpoint spreads new connections over the replicas; round-robin is
         # the same on average, without a DNS layer.
         self._replicas = itertools.cycle([split_endpoint(e) for e in replica_endpoints])
         self._tls = tls
         self._rows = rows
         self._connect_timeout_s = connect_timeout_s
-        self._prefix = secret_name_prefix
         self._random = random.Random()
 
     async def invoke(self, tenant: int) -> Rows:
         user = f"user{tenant}"
-        try:
-            # The file store keeps the decrypted document and only stat()s the file here.
-            password = self._store.get(f"{self._prefix}{user}").password
-        except Exception as exc:
-            raise _failure(f"read the secret of {user}", exc) from None
         host, port = next(self._replicas)
+        password = await self._secret.password(user, host, port)
         login = Login(host, port, user, password, f"user_database{tenant}")
         try:
             return await query_once(

@@ -54,3 +54,27 @@ def new_key_command(out: Path) -> None:
     with os.fdopen(descriptor, "w") as file:
         file.write(encode_key(new_key()))
     click.echo(str(out))
+
+
+@command.command("check-db-logins")
+@config_file_option("The checker's TOML config (written by `stack up` as dblogin.toml).")
+@log_level_option
+def check_db_logins(config_path: Path, log_level: str) -> None:
+    """Check db-auth token logins for MariaDB's PAM service until SIGTERM.
+
+    The no-proxy cluster's PAM module asks it one line per login (noproxy_auth = "token").
+    Prints 'tenantproxy db-login checker ready HOST:PORT' once listening.
+    """
+    import logging
+
+    from tenantproxy.identity.db_login_check import run_db_login_check
+
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def announce(address: str) -> None:
+        click.echo(f"tenantproxy db-login checker ready {address}", nl=True)
+
+    try:
+        run_db_login_check(config_path, announce)
+    except IdentityError as exc:
+        raise click.ClickException(str(exc)) from None

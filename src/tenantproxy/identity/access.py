@@ -69,26 +69,30 @@ class TenantAccess:
             secret_access_key=keys["aws_secret_access_key"],
         )
 
-    def db_user_arn(self, db_user: str) -> str:
+    def db_user_arn(self, db_user: str, resource_id: str | None = None) -> str:
+        """The rds-db ARN of ``db_user`` on the proxy, or on the cluster ``resource_id``."""
         return (
             f"arn:aws:rds-db:{self.region}:{self._account_id}:dbuser:"
-            f"{self._proxy_resource_id}/{db_user}"
+            f"{resource_id or self._proxy_resource_id}/{db_user}"
         )
 
-    def session_policy(self, db_user: str) -> str:
+    def session_policy(self, db_user: str, resource_id: str | None = None) -> str:
         statement = {
             "Effect": "Allow",
             "Action": "rds-db:connect",
-            "Resource": self.db_user_arn(db_user),
+            "Resource": self.db_user_arn(db_user, resource_id),
         }
         return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
 
-    def assume(self, scope_user: str, duration_s: int = 900) -> TemporaryCredentials:
-        """AssumeRole with a session policy scoped to ``scope_user``."""
+    def assume(
+        self, scope_user: str, duration_s: int = 900, resource_id: str | None = None
+    ) -> TemporaryCredentials:
+        """AssumeRole with a session policy scoped to ``scope_user`` (on the proxy, or on the
+        cluster ``resource_id``)."""
         answer = self._sts().assume_role(
             RoleArn=self._role_arn,
             RoleSessionName=f"tenant-{scope_user}"[:64],
-            Policy=self.session_policy(scope_user),
+            Policy=self.session_policy(scope_user, resource_id),
             DurationSeconds=duration_s,
         )
         credentials = answer["Credentials"]

@@ -14,6 +14,7 @@ from typing import Any
 
 from tenantproxy.accessapi import config_from_mapping
 from tenantproxy.errors import ConfigError, StackError
+from tenantproxy.stack.identity_service import NOPROXY_RESOURCE_ID
 from tenantproxy.stack.outputs import StackFiles, to_toml
 from tenantproxy.stack.settings import StackSettings
 from tenantproxy.stack.state import write_private_file
@@ -44,6 +45,8 @@ def access_api_config(
         "proxy_resource_id": o["ProxyResourceId"],
         "role_arn": o["TenantAccessRoleArn"],
         "access_principal_credentials": o["AccessPrincipalCredentials"],
+        "noproxy_auth": settings.noproxy_auth,
+        "noproxy_resource_id": NOPROXY_RESOURCE_ID,
     }
 
 

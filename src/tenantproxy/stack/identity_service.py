@@ -22,6 +22,8 @@ from tenantproxy.stack.state import write_private_file
 ROLE_NAME = "tenant-access"
 PRINCIPAL_NAME = "access-layer"
 PROXY_RESOURCE_ID = "prx-tenantproxy"
+# The no-proxy cluster's id in rds-db ARNs (Aurora's are "cluster-<random>").
+NOPROXY_RESOURCE_ID = "cluster-noproxy"
 
 
 @dataclass(frozen=True)
@@ -42,9 +44,8 @@ class IdentityPlan:
     def role_arn(self) -> str:
         return f"arn:aws:iam::{self.account_id}:role/{ROLE_NAME}"
 
-    @property
-    def db_user_arn_pattern(self) -> str:
-        return f"arn:aws:rds-db:{self.region}:{self.account_id}:dbuser:{PROXY_RESOURCE_ID}/*"
+    def db_user_arn_pattern(self, resource_id: str = PROXY_RESOURCE_ID) -> str:
+        return f"arn:aws:rds-db:{self.region}:{self.account_id}:dbuser:{resource_id}/*"
 
     @classmethod
     def generate(cls, account_id: str, region: str, port: int) -> IdentityPlan:
@@ -54,11 +55,15 @@ class IdentityPlan:
 
 
 def role_policy(plan: IdentityPlan) -> str:
-    """The role's identity policy: connect as any of the proxy's DB users."""
+    """The role's identity policy: connect as any DB user of the proxy or the no-proxy cluster
+    (the session policy then narrows it to one tenant)."""
     statement = {
         "Effect": "Allow",
         "Action": "rds-db:connect",
-        "Resource": plan.db_user_arn_pattern,
+        "Resource": [
+            plan.db_user_arn_pattern(PROXY_RESOURCE_ID),
+            plan.db_user_arn_pattern(NOPROXY_RESOURCE_ID),
+        ],
     }
     return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
 

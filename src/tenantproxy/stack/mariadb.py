@@ -97,6 +97,8 @@ class ServerOptions:
     certificates: CertificateFiles
     max_allowed_packet_mb: int = 64
     max_connections: int = 200
+    # e.g. pam_login.SERVER_OPTIONS (token login checked by the server)
+    extra_options: tuple[str, ...] = ()
 
 
 def install(spec: InstanceSpec) -> None:
@@ -144,6 +146,7 @@ def server_argv(spec: InstanceSpec, options: ServerOptions) -> list[str]:
         f"--ssl-cert={certs.server_cert.absolute()}",
         f"--ssl-key={certs.server_key.absolute()}",
         f"--ssl-ca={certs.ca_cert.absolute()}",
+        *options.extra_options,
     ]
     if spec.role == "replica":
         argv += ["--read-only=1", f"--relay-log={(spec.datadir / 'relay-bin').absolute()}"]

@@ -38,6 +38,9 @@ OUTPUT_KEYS = (
     "TenantAccessRoleArn",
     "AccessPrincipalCredentials",
     "APIGatewayURL",
+    "NoProxyAuth",
+    "NoProxyResourceId",
+    "NoProxyPamService",
 )
 
 

@@ -48,11 +48,18 @@ def make_tenants(count: int) -> list[Tenant]:
     return [Tenant(i, random_password()) for i in range(count)]
 
 
-def tenant_sql(tenant: Tenant, rows: int, data_seed: int) -> str:
-    """Every statement that creates one tenant, as one multi-statement string."""
+def tenant_sql(tenant: Tenant, rows: int, data_seed: int, pam_service: str | None = None) -> str:
+    """Every statement that creates one tenant, as one multi-statement string; with
+    ``pam_service``, the user logs in with a db-auth token that PAM checks (pam_login.py)."""
     db = tenant.database
+    identified = (
+        f"IDENTIFIED BY '{tenant.password}'"
+        if pam_service is None
+        # RDS takes tokens over TLS only: the clear-text token must not cross in the open.
+        else f"IDENTIFIED VIA pam USING '{pam_service}' REQUIRE SSL"
+    )
     statements = [
-        f"CREATE USER '{tenant.user}'@'%' IDENTIFIED BY '{tenant.password}'",
+        f"CREATE USER '{tenant.user}'@'%' {identified}",
         f"CREATE DATABASE {db}",
         _TABLE.format(db=db),
     ]
@@ -76,6 +83,7 @@ def seed(
     rows: int,
     data_seed: int,
     on_tenant: Callable[[Tenant], None] = lambda _tenant: None,
+    pam_service: str | None = None,
 ) -> None:
     """Creates every tenant on ``writer``; calls ``on_tenant`` after each one."""
     passwords: Mapping[str, str] = {t.user: t.password for t in tenants}
@@ -84,7 +92,7 @@ def seed(
         with conn.cursor() as cursor:
             for tenant in tenants:
                 try:
-                    cursor.execute(tenant_sql(tenant, rows, data_seed))
+                    cursor.execute(tenant_sql(tenant, rows, data_seed, pam_service))
                     while cursor.nextset():
                         pass
                 except pymysql.MySQLError as exc:

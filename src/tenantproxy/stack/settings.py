@@ -41,6 +41,11 @@ class StackSettings(BaseModel):
     iam_auth: Literal["required", "disabled"] = Field(
         default="required", description="every tenant secret's IAMAuth: token login or password"
     )
+    noproxy_auth: Literal["token", "password"] = Field(
+        default="token",
+        description="no-proxy cluster's tenant login: db-auth tokens checked by MariaDB (PAM), "
+        "or native passwords",
+    )
     region: str = Field(default="us-east-1", description="the identity service's AWS region")
     account_id: str = Field(
         default="123456789012", pattern=r"^\d{12}$", description="the identity service's account"

@@ -26,9 +26,10 @@ from rich.table import Table
 
 from tenantproxy.errors import StackError
 from tenantproxy.secretstore import FileSecretStore, Secret
-from tenantproxy.stack import access_api, mariadb, outputs, replication, seeding
+from tenantproxy.stack import access_api, mariadb, outputs, pam_login, replication, seeding
 from tenantproxy.stack.certificates import CertificateFiles, create_certificates
 from tenantproxy.stack.identity_service import (
+    NOPROXY_RESOURCE_ID,
     IdentityPlan,
     identity_outputs,
     proxy_iam_auth,
@@ -95,6 +96,7 @@ def up(settings: StackSettings, console: Console) -> UpResult:
     except BaseException as exc:
         console.print(f"[red]stack up failed during: {builder.step}; stopping what it started")
         _stop_all(state.processes, settings.stop_timeout_s)
+        pam_login.remove_pam_service(state_dir)
         shutil.rmtree(state_dir, ignore_errors=True)
         if isinstance(exc, Exception):
             raise StackError(f"stack up failed during: {builder.step}\n{exc}") from None
@@ -139,6 +141,12 @@ class _StackBuilder:
         self.files = outputs.StackFiles(settings.state_dir)
         self.admin = AdminAccount.generate()
         self.step = "preparing"
+        # Token login checked by the no-proxy cluster's MariaDB (pam_login.py), or None.
+        self.pam_service = (
+            pam_login.new_service_name()
+            if settings.load_test and settings.noproxy_auth == "token"
+            else None
+        )
 
     @contextmanager
     def _step(self, description: str) -> Iterator[None]:
@@ -155,9 +163,16 @@ class _StackBuilder:
             outputs.write_admin_credentials(self.files.admin_credentials, self.admin)
         clusters = plan_clusters(settings, settings.state_dir)
         instances = [spec for specs in clusters.values() for spec in specs]
+        identity_port, metrics_port, checker_port, *ports = free_ports(5)
+        if self.pam_service is not None:
+            with self._step(f"installing the PAM service {self.pam_service}"):
+                pam_login.install_pam_service(settings.state_dir, self.pam_service, checker_port)
         with self._step(f"starting {len(instances)} MariaDB instance(s)"):
             options = ServerOptions(
-                certs, settings.max_allowed_packet_mb, settings.mariadb_max_connections
+                certs,
+                settings.max_allowed_packet_mb,
+                settings.mariadb_max_connections,
+                pam_login.SERVER_OPTIONS if self.pam_service is not None else (),
             )
             _in_parallel([partial(self._start_instance, s, options) for s in instances])
         with self._step("starting GTID replication"):
@@ -173,10 +188,12 @@ class _StackBuilder:
             self._seed(clusters, tenants)
         with self._step("writing the secret store"):
             self._write_secrets(clusters["proxy"][0], tenants)
-        identity_port, metrics_port, *ports = free_ports(4)
         identity = IdentityPlan.generate(settings.account_id, settings.region, identity_port)
         with self._step("starting the identity service"):
             self._start_identity(identity)
+        if self.pam_service is not None:
+            with self._step("starting the no-proxy cluster's db-login checker"):
+                self._start_checker(identity, clusters["noproxy"], checker_port)
         proxy_ports = dict(zip(("read_write", "read_only"), ports, strict=True))
         with self._step("writing the proxy config"):
             self._write_proxy_config(clusters["proxy"], proxy_ports, certs, identity, metrics_port)
@@ -190,6 +207,9 @@ class _StackBuilder:
         result = outputs.build_outputs(self.files, certs.ca_cert, endpoints, clusters, proxy_pid)
         result |= identity_outputs(identity, self.files.access_principal_credentials)
         result["ProxyMetricsEndpoint"] = f"http://{mariadb.HOST}:{metrics_port}/metrics"
+        result["NoProxyAuth"] = settings.noproxy_auth if settings.load_test else None
+        result["NoProxyResourceId"] = NOPROXY_RESOURCE_ID if settings.load_test else None
+        result["NoProxyPamService"] = self.pam_service
         result["APIGatewayURL"] = None
         if settings.load_test:
             with self._step("starting the access API"):
@@ -218,9 +238,10 @@ class _StackBuilder:
                 def advance(_tenant: seeding.Tenant, task: Any = task) -> None:
                     progress.advance(task)
 
+                pam = self.pam_service if cluster == "noproxy" else None
                 jobs.append(
-                    lambda w=specs[0], a=advance: seeding.seed(
-                        w, self.admin, tenants, self.settings.rows, data_seed, a
+                    lambda w=specs[0], a=advance, pam=pam: seeding.seed(
+                        w, self.admin, tenants, self.settings.rows, data_seed, a, pam
                     )
                 )
             _in_parallel(jobs)
@@ -254,6 +275,25 @@ class _StackBuilder:
         program = Path(sys.executable).parent / "tenantproxy"
         argv = [str(program), "identity", "run", "--config", str(files.identity_config)]
         record = start_detached(IDENTITY_PROCESS, argv, files.identity_log, port=plan.port)
+        self.state.add(record)
+        wait_for_port(record, self.settings.startup_timeout_s)
+
+    def _start_checker(
+        self, identity: IdentityPlan, cluster: Sequence[InstanceSpec], port: int
+    ) -> None:
+        config_file = self.settings.state_dir / "dblogin.toml"
+        pam_login.write_checker_config(
+            config_file,
+            port=port,
+            key_file=self.files.identity_key,
+            region=identity.region,
+            account_id=identity.account_id,
+            resource_id=NOPROXY_RESOURCE_ID,
+            instances=cluster,
+        )
+        argv = pam_login.checker_argv(config_file)
+        log_file = self.settings.state_dir / "dblogin.log"
+        record = start_detached(pam_login.CHECKER_PROCESS, argv, log_file, port=port)
         self.state.add(record)
         wait_for_port(record, self.settings.startup_timeout_s)
 
@@ -406,6 +446,7 @@ def down(state_dir: Path, console: Console, timeout_s: float = 30.0) -> None:
         return
     started = time.monotonic()
     _stop_all(state.processes, timeout_s)
+    pam_login.remove_pam_service(state_dir)
     survivors = [r.name for r in state.processes if is_ours(r)]
     if survivors:
         raise StackError(f"still running after SIGKILL: {', '.join(survivors)}")
