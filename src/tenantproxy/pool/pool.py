@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from tenantproxy.pool.budget import TargetBudget
+from tenantproxy.pool.connector import Connector
 from tenantproxy.pool.core import PoolCore
 from tenantproxy.pool.lease import Lease, LeaseContext
 from tenantproxy.pool.maintenance import maintain_pool
@@ -62,6 +63,12 @@ class Pool(PoolCore[C]):
     @property
     def max_size(self) -> int:
         return self._max_size
+
+    @property
+    def connector(self) -> Connector[C]:
+        """Opens backends of this pool's (target, user); also for one-off connections outside
+        the pool and its budget (a KILL sent to another target)."""
+        return self._connector
 
     @property
     def budget(self) -> TargetBudget:

@@ -2,8 +2,8 @@
 
 Phases (ALLOWED_TRANSITIONS below): the proxy answers the handshake itself, checks the client
 against its tenant's secret (authentication.py), leases a warm backend (leasing.py), then relays
-bytes both ways without decoding rows (relay.py). COM_CHANGE_USER and COM_PROCESS_KILL are
-answered here.
+bytes both ways without decoding rows (relay.py). COM_CHANGE_USER and KILL of a proxy session id
+(kill.py) are answered here.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import ssl
 import time
 from typing import TYPE_CHECKING, cast
 
+from tenantproxy.errors import BackendError
 from tenantproxy.proxy import mysql_errors
 from tenantproxy.proxy.authentication import (
     LoginVerdict,
@@ -23,6 +24,7 @@ from tenantproxy.proxy.authentication import (
 )
 from tenantproxy.proxy.backends import BackendProfile
 from tenantproxy.proxy.client_channel import ClientChannel
+from tenantproxy.proxy.kill import KillRequest, answered_without_a_kill, kill_on_target
 from tenantproxy.proxy.leasing import HeldBackend, LeaseRefused, give_back, lease_backend
 from tenantproxy.proxy.login_trace import LoginTrace, traced
 from tenantproxy.proxy.mysql_errors import MysqlError
@@ -53,14 +55,16 @@ if TYPE_CHECKING:
 class SessionPhase(enum.Enum):
     HANDSHAKE = "handshake"  # before the login is accepted
     RELAYING = "relaying"  # bytes flow between client and backend
-    CHANGING_USER = "changing_user"  # COM_CHANGE_USER: the proxy talks to the client itself
+    # The proxy answers a command itself (COM_CHANGE_USER, a KILL run on another target); the
+    # client's later bytes wait in _pending until it is done.
+    ANSWERING = "answering"
     CLOSED = "closed"
 
 
 ALLOWED_TRANSITIONS: dict[SessionPhase, set[SessionPhase]] = {
     SessionPhase.HANDSHAKE: {SessionPhase.RELAYING, SessionPhase.CLOSED},
-    SessionPhase.RELAYING: {SessionPhase.CHANGING_USER, SessionPhase.CLOSED},
-    SessionPhase.CHANGING_USER: {SessionPhase.RELAYING, SessionPhase.CLOSED},
+    SessionPhase.RELAYING: {SessionPhase.ANSWERING, SessionPhase.CLOSED},
+    SessionPhase.ANSWERING: {SessionPhase.RELAYING, SessionPhase.CLOSED},
     SessionPhase.CLOSED: set(),
 }
 
@@ -166,19 +170,45 @@ class ClientSession(asyncio.Protocol):
         self._close()
 
     def change_user(self, payload: bytes, later: bytes) -> None:
-        self._move_to(SessionPhase.CHANGING_USER)
+        self._move_to(SessionPhase.ANSWERING)
         self._pending = later
         self._context.spawn(self._change_user(payload))
 
-    def kill(self, payload: bytes) -> None:
-        """COM_PROCESS_KILL names a proxy session id (the id our handshake gave)."""
-        thread_id = int.from_bytes(payload[1:5], "little")
-        victim = self._context.sessions.get(thread_id)
+    def kill(self, request: KillRequest, later: bytes) -> bool:
+        """KILL of a proxy session id (the id a handshake gave). The answer comes from this
+        session's own backend, in order: the server's own answer to the KILL rewritten for the
+        victim's backend, or an OK once the proxy has done the KILL itself. False when the KILL
+        runs on another target first; ``later`` then waits until it is done."""
+        relay = self._relay
+        assert relay is not None
+        victim = self._context.sessions.get(request.session_id)
         if victim is None or victim.username != self.username:
-            self._write_packet(ErrPacket(*mysql_errors.unknown_thread(thread_id)).encode(), 1)
+            # No such session for this tenant: the server's "Unknown thread id" for the same id.
+            relay.forward_command(request.for_backend(request.session_id))
+            return True
+        victim_backend = victim.held_backend
+        if victim_backend is None:  # logging in, or between backends: nothing runs there
+            if not request.is_query_only:
+                victim.close_for_kill()
+            relay.forward_command(answered_without_a_kill())
+            return True
+        if self._held is not None and victim_backend.target is self._held.target:
+            relay.forward_command(request.for_backend(victim_backend.connection.connection_id))
+            return True
+        self._move_to(SessionPhase.ANSWERING)
+        self._pending = later
+        self._context.spawn(self._kill_elsewhere(request, victim_backend))
+        return False
+
+    async def _kill_elsewhere(self, request: KillRequest, victim_backend: HeldBackend) -> None:
+        try:
+            await kill_on_target(victim_backend, request)
+        except BackendError as exc:  # the victim's backend or its target is gone already
+            self._context.log.info("session %d: KILL on another target: %s", self.session_id, exc)
+        if self.phase is SessionPhase.CLOSED or self._relay is None:
             return
-        self._write_packet(self._ok_payload(), 1)
-        victim.close_for_shutdown()
+        self._relay.forward_command(answered_without_a_kill())
+        self._resume_relaying()
 
     def refuse(self, command: int) -> None:
         """A replication command (relay.REFUSED_BY_THE_PROXY): MariaDB's answer to a tenant."""
@@ -405,9 +435,14 @@ class ClientSession(asyncio.Protocol):
         self._relay = Relay(
             self._client, self._held.connection, self._splitter, self, self._context.log
         )
-        self._move_to(SessionPhase.RELAYING)
         if self._trace is not None:
             self._trace.watch_first_query(self._relay, self._held.connection, self._held.target)
+        self._resume_relaying()
+
+    def _resume_relaying(self) -> None:
+        """Back to relaying after the proxy answered a command; the bytes that waited go on."""
+        assert self._relay is not None
+        self._move_to(SessionPhase.RELAYING)
         if self._pending:
             early, self._pending = self._pending, b""
             self._relay.from_client(early)
@@ -490,6 +525,13 @@ class ClientSession(asyncio.Protocol):
 
     def close_for_shutdown(self) -> None:
         self._close()
+
+    def close_for_kill(self) -> None:
+        self._close()
+
+    @property
+    def held_backend(self) -> HeldBackend | None:
+        return self._held
 
     def close_for_idleness(self) -> None:
         self._send_error_and_close(mysql_errors.IDLE_TIMEOUT, sequence_id=0)

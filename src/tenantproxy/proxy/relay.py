@@ -1,8 +1,8 @@
 """Bytes between a client and its leased backend, without decoding rows.
 
 From the client the relay reads packet headers and command bytes only: it forwards commands and
-hands the few the proxy answers itself (COM_QUIT, COM_CHANGE_USER, COM_PROCESS_KILL) to the
-session, and has the session refuse the replication stream commands (REFUSED_BY_THE_PROXY).
+hands the few the proxy answers itself (COM_QUIT, COM_CHANGE_USER, a KILL of a proxy session id)
+to the session, and has the session refuse the replication stream commands (REFUSED_BY_THE_PROXY).
 From the backend it forwards every byte at once and lets the response tracker find where each
 response ends, reading only the first bytes of each packet.
 """
@@ -15,16 +15,15 @@ from typing import Protocol
 from tenantproxy.proxy import mysql_errors
 from tenantproxy.proxy.backends import BackendConnection
 from tenantproxy.proxy.client_channel import ClientChannel
+from tenantproxy.proxy.kill import KillRequest, may_be_a_kill
 from tenantproxy.proxy.mysql_errors import MysqlError
 from tenantproxy.wire.mysql.codec import int3_at
 from tenantproxy.wire.mysql.constants import Command
 from tenantproxy.wire.mysql.errors import PacketTooLarge, ProtocolError
-from tenantproxy.wire.mysql.framing import PacketSplitter, WirePacket
+from tenantproxy.wire.mysql.framing import PacketSplitter, WirePacket, encode_packet
 
-# Commands the proxy answers itself instead of relaying them.
-ANSWERED_BY_THE_PROXY = frozenset(
-    (Command.COM_QUIT, Command.COM_CHANGE_USER, Command.COM_PROCESS_KILL)
-)
+# Commands the proxy answers itself instead of relaying them (besides KILL, see kill.py).
+ANSWERED_BY_THE_PROXY = frozenset((Command.COM_QUIT, Command.COM_CHANGE_USER))
 # A binlog stream carries every tenant's writes and never ends: never relayed. The session
 # answers what MariaDB answers a user without REPLICATION SLAVE; the session goes on.
 REFUSED_BY_THE_PROXY = frozenset((Command.COM_BINLOG_DUMP, Command.COM_BINLOG_DUMP_GTID))
@@ -36,7 +35,7 @@ class SessionHooks(Protocol):
 
     def quit(self) -> None: ...
     def change_user(self, payload: bytes, later: bytes) -> None: ...
-    def kill(self, payload: bytes) -> None: ...
+    def kill(self, request: KillRequest, later: bytes) -> bool: ...
     def refuse(self, command: int) -> None: ...
     def fail(self, error: MysqlError) -> None: ...
     def backend_lost(self) -> None: ...
@@ -88,6 +87,12 @@ class Relay:
     def resume_backend(self) -> None:
         self._to_backend.resume_reading()
 
+    def forward_command(self, payload: bytes) -> None:
+        """Sends a command the proxy wrote in place of the client's last one; its answer goes
+        to the client as the answer to that one (same sequence ids, same place in order)."""
+        self._tracker.command_sent(payload[:16])
+        self._to_backend.write(encode_packet(payload, 0)[0])
+
     # -- client → backend ---------------------------------------------------------------------
 
     def from_client(self, data: bytes) -> None:
@@ -109,14 +114,24 @@ class Relay:
             if not packet.is_continuation:
                 if self._tracker.is_awaiting_local_infile:
                     self._tracker.local_infile_packet_sent(len(packet.payload))
-                elif self._is_refused(packet):
+                    forward.append(packet.raw)
+                    continue
+                if self._is_refused(packet):
                     # Answered at once, before any response still on its way from the
                     # backend: no client pipelines a binlog dump behind a query.
                     self._write_to_backend(forward)
                     forward = []
                     self._session.refuse(packet.payload[0])
                     continue
-                elif not self._is_relayed(packet):
+                kill = self._kill_in(packet)
+                if kill is not None:
+                    self._write_to_backend(forward)
+                    forward = []
+                    later = b"".join(p.raw for p in packets[index + 1 :])
+                    if self._session.kill(kill, later):
+                        continue
+                    return  # the session holds the later bytes until the KILL is done
+                if not self._is_relayed(packet):
                     self._write_to_backend(forward)
                     self._answer_here(packet, packets[index + 1 :])
                     return
@@ -129,6 +144,7 @@ class Relay:
             and data[3] == 0  # sequence id 0: a new command
             and int3_at(data) + 4 == len(data)
             and data[4] not in _NOT_RELAYED
+            and not may_be_a_kill(data[4:6])
             and self._splitter.buffered_bytes == 0
             and not self._tracker.is_awaiting_local_infile
         )
@@ -137,6 +153,13 @@ class Relay:
     def _is_refused(packet: WirePacket) -> bool:
         payload = packet.payload
         return packet.sequence_id == 0 and payload[:1] != b"" and payload[0] in REFUSED_BY_THE_PROXY
+
+    @staticmethod
+    def _kill_in(packet: WirePacket) -> KillRequest | None:
+        payload = packet.payload
+        if packet.sequence_id != 0 or not may_be_a_kill(payload[:2]):
+            return None
+        return KillRequest.parse(payload)
 
     def _is_relayed(self, packet: WirePacket) -> bool:
         """A well-formed command for the backend (the tracker then expects its response)."""
@@ -154,11 +177,8 @@ class Relay:
             self._session.fail(mysql_errors.PACKETS_OUT_OF_ORDER)
         elif payload[0] == Command.COM_QUIT:
             self._session.quit()
-        elif payload[0] == Command.COM_CHANGE_USER:
-            # The proxy answers it; bytes after it wait until the new login is done.
+        else:  # COM_CHANGE_USER: bytes after it wait until the new login is done
             self._session.change_user(payload, b"".join(p.raw for p in later))
-        else:
-            self._session.kill(payload)
 
     def _write_to_backend(self, forward: list[bytes]) -> None:
         if forward:

@@ -25,6 +25,7 @@ from tenantproxy.proxy.backends import MARIADB_RELAYED_CAPABILITIES, RELAYED_CAP
 from tenantproxy.proxy.client_session import ClientSession
 from tenantproxy.proxy.exported_metrics import proxy_families
 from tenantproxy.proxy.health import HealthChecker
+from tenantproxy.proxy.kill import SESSION_ID_BASE, SESSION_ID_LIMIT
 from tenantproxy.proxy.routing import PoolRegistry, Router
 from tenantproxy.proxy.secret_lookup import SecretLookup
 from tenantproxy.wire.mysql.constants import CapabilityFlags
@@ -77,7 +78,10 @@ class ProxyContext:
     sessions: dict[int, ClientSession] = field(default_factory=dict)
     # Logged-in client connections per tenant (DB user), for max_clients_per_tenant.
     tenant_clients: Counter[str] = field(default_factory=Counter)
-    _session_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    # Session ids, given to clients in the handshake, lie above any backend's thread id (kill.py).
+    _session_ids: itertools.count[int] = field(
+        default_factory=lambda: itertools.count(SESSION_ID_BASE)
+    )
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def server_version(self) -> str:
@@ -105,7 +109,13 @@ class ProxyContext:
             del self.tenant_clients[db_user]
 
     def next_session_id(self) -> int:
-        return next(self._session_ids) & 0xFFFFFFFF
+        session_id = next(self._session_ids)
+        if session_id >= SESSION_ID_LIMIT:  # after 2^30 sessions: start again at the base
+            self._session_ids = itertools.count(SESSION_ID_BASE + 1)
+            session_id = SESSION_ID_BASE
+        while session_id in self.sessions:  # a long-lived session may still hold an old id
+            session_id = next(self._session_ids)
+        return session_id
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
         """Runs a coroutine in the background, keeping it referenced and logging its failure."""
