@@ -22,6 +22,7 @@ class RawClient:
         host, port = host_port(endpoint)
         self.sock: socket.socket = socket.create_connection((host, port), timeout=15)
         self._ca_file = ca_file
+        self.nonce = b""  # the scramble of the login, for a COM_CHANGE_USER's auth response
 
     def log_in(
         self,
@@ -50,6 +51,7 @@ class RawClient:
                 self.sock = tls_context(self._ca_file).wrap_socket(self.sock)
                 connection.tls_started()
             elif isinstance(event, Authenticated):
+                self.nonce = connection.auth_nonce
                 return event
             elif isinstance(event, LoginFailed):
                 raise ConnectionError(f"login refused: {event.error}")

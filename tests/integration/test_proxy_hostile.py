@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tenantproxy.wire.mysql import auth_plugins
 from tenantproxy.wire.mysql.constants import Command
 from tenantproxy.wire.mysql.framing import encode_packet
 from tests.integration.bystander import undisturbed_client
@@ -96,4 +97,31 @@ def test_replication_commands_get_mariadbs_error_and_the_session_goes_on(
     assert expected and expected[0].error_code in (1227, 1047, 1045)
     # The session goes on, as MariaDB's does.
     assert answer_to(client, b"\x0e")[:1] == b"\x00"  # COM_PING answers OK
+    client.close()
+
+
+def change_user(client: RawClient, stack: Any, character_set: int) -> bytes:
+    """COM_CHANGE_USER to the same tenant, with a right scramble and the given character set."""
+    password = stack.secret("user7").password.encode()
+    scramble = auth_plugins.native_password_scramble(password, client.nonce[:20])
+    payload = (
+        bytes([Command.COM_CHANGE_USER])
+        + b"user7\x00"
+        + bytes([len(scramble)])
+        + scramble
+        + b"user_database7\x00"
+        + character_set.to_bytes(2, "little")
+        + b"mysql_native_password\x00"
+    )
+    return answer_to(client, payload)
+
+
+def test_change_user_with_a_character_set_past_255_gets_error_1835_and_a_close(
+    stack, proxy, bystander, proxy_log
+):
+    client = logged_in(stack, proxy.endpoint("read_only"))
+    assert change_user(client, stack, character_set=45)[:1] == b"\x00"  # the scramble is right
+    answer = change_user(client, stack, character_set=300)
+    assert [e.error_code for e in errors_in(encode_packet(answer, 1)[0])] == [1835]
+    assert client.read_until_closed() == b""
     client.close()

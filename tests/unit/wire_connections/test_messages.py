@@ -225,7 +225,7 @@ def change_users(draw: st.DrawFn) -> tuple[ComChangeUser, F]:
         username=draw(texts),
         auth_response=auth,
         database=draw(st.none() | names),
-        character_set=draw(u16),
+        character_set=draw(u8),
         auth_plugin_name=draw(texts) if flags & F.CLIENT_PLUGIN_AUTH else "",
         connect_attrs=draw(attrs) if flags & F.CLIENT_CONNECT_ATTRS else {},
     )
@@ -251,6 +251,16 @@ def test_com_change_user_decodes_a_mysql_client_packet() -> None:
         "user7", bytes(range(1, 21)), "user_database7", 45, "mysql_native_password"
     )
     assert message.encode(flags) == payload
+
+
+@pytest.mark.parametrize("number", [256, 300, 0xFFFF])
+def test_com_change_user_with_a_character_set_past_one_byte_raises_protocol_error(
+    number: int,
+) -> None:
+    flags = F.CLIENT_PROTOCOL_41 | F.CLIENT_SECURE_CONNECTION
+    payload = b"\x11user7\x00\x00user_database7\x00" + number.to_bytes(2, "little")
+    with pytest.raises(ProtocolError, match="character set"):
+        ComChangeUser.decode(payload, flags)
 
 
 @given(lenenc_ints, lenenc_ints, status, u16, st.binary(), st.binary(), caps)

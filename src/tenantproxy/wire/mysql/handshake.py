@@ -312,6 +312,14 @@ class AuthMoreData:
         return cls(bytes(payload[1:]))
 
 
+def _one_byte_character_set(number: int) -> int:
+    """COM_CHANGE_USER carries the character set in two bytes, the handshake in one: a number
+    no HandshakeResponse41 can carry is no character set a login can ask for."""
+    if number > 0xFF:
+        raise ProtocolError(f"character set {number} is out of range (0-255)")
+    return number
+
+
 @dataclass(frozen=True)
 class ComChangeUser:
     """COM_CHANGE_USER: log in again as another user on an open connection."""
@@ -354,7 +362,7 @@ class ComChangeUser:
         plugin_name = ""
         attrs: dict[str, str] = {}
         if not reader.is_at_end():
-            character_set = reader.int_fixed(2)
+            character_set = _one_byte_character_set(reader.int_fixed(2))
         if capabilities & Flags.CLIENT_PLUGIN_AUTH and not reader.is_at_end():
             plugin_name = decode_text(reader.bytes_null(), "auth plugin name")
         if capabilities & Flags.CLIENT_CONNECT_ATTRS and not reader.is_at_end():
