@@ -96,3 +96,21 @@ def test_the_identity_doc_has_an_example() -> None:
 @pytest.mark.parametrize("text", toml_examples(IDENTITY_DOC), ids=lambda text: text.splitlines()[0])
 def test_each_identity_example_parses_and_validates(text: str) -> None:
     IdentityConfig.model_validate(tomllib.loads(text))
+
+
+DIFFERENCES_DOC = DOCS / "differences.md"
+
+
+def test_the_differences_from_connecting_directly_are_documented_and_linked() -> None:
+    text = DIFFERENCES_DOC.read_text()
+    assert text.startswith("# Differences from connecting directly\n")
+    readme = (DOCS.parent / "README.md").read_text()
+    assert "(docs/differences.md)" in readme
+
+
+def test_the_tls_status_difference_names_the_setting_that_changes_it() -> None:
+    text = DIFFERENCES_DOC.read_text()
+    assert "## `SHOW STATUS LIKE 'Ssl_%'` describes the proxy→database leg" in text
+    # The setting exists under that name, and the configuration reference documents it.
+    assert "backend_tls" in ProxyConfig.model_fields and "`backend_tls`" in text
+    assert "`backend_tls`" in CONFIGURATION_DOC.read_text()

@@ -150,6 +150,8 @@ class BackendConnection(asyncio.Protocol):
         # Set from the start: the server speaks first, maybe before log_in() runs.
         self._login: ClientConnection | None = login
         self._inbox = asyncio.Event()
+        # Set when the transport is gone: a TLS close ends a round trip after close().
+        self._is_lost = asyncio.Event()
         self._decoder: PacketDecoder | None = None
         self._reply: asyncio.Future[list[bytes]] | None = None
         self._reply_packets: list[bytes] = []
@@ -174,6 +176,7 @@ class BackendConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.is_broken = True
+        self._is_lost.set()
         self._inbox.set()
         if self._reply is not None and not self._reply.done():
             self._reply.set_exception(BackendError(f"{self.target.name} closed the connection"))
@@ -372,6 +375,17 @@ class BackendConnection(asyncio.Protocol):
                 self.transport.write(encode_packet(commands.com_quit(), 0)[0])
             self.transport.close()
         self.is_broken = True
+
+    async def wait_closed(self, timeout_s: float) -> None:
+        """Waits until the transport is gone, and aborts it after timeout_s: a TLS transport
+        lives on after close() until the server's close_notify, and one left when the loop
+        stops is a leak."""
+        if self.transport is None:
+            return
+        try:
+            await asyncio.wait_for(self._is_lost.wait(), timeout_s)
+        except TimeoutError:
+            self.transport.abort()
 
 
 class BackendCommandFailed(BackendError):

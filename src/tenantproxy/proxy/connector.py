@@ -20,6 +20,7 @@ from tenantproxy.wire.mysql import commands
 from tenantproxy.wire.mysql.client_connection import ClientConnection
 
 _CONNECT_TIMEOUT_S = 10.0
+_CLOSE_TIMEOUT_S = 2.0
 _ACCESS_DENIED = 1045
 # TCP keepalive on every backend socket, so that a target that dies without a FIN or RST (power
 # lost, a cable pulled, a frozen VM) is noticed on an idle backend: the first probe after 30 s of
@@ -173,6 +174,7 @@ class MysqlConnector:
 
     async def close(self, conn: BackendConnection) -> None:
         conn.close()
+        await conn.wait_closed(_CLOSE_TIMEOUT_S)
 
     def is_broken(self, conn: BackendConnection) -> bool:
         return conn.is_broken
