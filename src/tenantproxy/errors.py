@@ -11,7 +11,8 @@ The tree::
     │   ├── BorrowTimeout      no backend within connection_borrow_timeout_s (ERROR 9501)
     │   └── PoolClosed         the pool is shutting down
     ├── BackendError           a database refused or dropped a backend connection
-    │   └── BackendAuthError   a database rejected the secret's password
+    │   ├── BackendAuthError   a database rejected the secret's password
+    │   └── TargetUnreachable  a new backend's connect or login failed: refused, timed out, reset
     └── StackError             the local stack could not be brought up or down
 
 The wire layer has its own ``tenantproxy.wire.mysql.errors.ProtocolError``: the peer broke the
@@ -63,6 +64,11 @@ class BackendError(TenantProxyError):
 
 class BackendAuthError(BackendError):
     """A database rejected the credentials of a backend connection."""
+
+
+class TargetUnreachable(BackendError):
+    """A new backend could not reach its target, or lost it before the login ended (refused,
+    timed out, reset, TLS failed): the target is taken for down until a health check passes."""
 
 
 class StackError(TenantProxyError):

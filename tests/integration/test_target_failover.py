@@ -1,4 +1,5 @@
-"""A target that dies: keepalive on backend sockets, and no new logins sent to a dead replica.
+"""A target that dies: keepalive on backend sockets, and passive health: no new login goes to a
+replica killed with SIGKILL, and it serves again once restarted.
 
 The stack here is this module's own (a writer and two replicas, the proxy as its own process),
 so that killing a replica leaves the session's stack, which other tests share, untouched.
@@ -6,26 +7,46 @@ so that killing a replica leaves the session's stack, which other tests share, u
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import socket
-from collections.abc import Iterator
+import threading
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+import pymysql
 import pytest
 import uvloop
 
+from tenantproxy.config import FileSecretStoreConfig
 from tenantproxy.proxy import tls
 from tenantproxy.proxy.backends import BackendCredentials, BackendProfile, Target
 from tenantproxy.proxy.connector import open_backend
+from tenantproxy.secretstore import FileSecretStore
 from tenantproxy.stack import StackSettings, down, up
 from tenantproxy.stack.outputs import read_admin_credentials
+from tenantproxy.stack.processes import ProcessRecord, is_ours, start_detached, wait_for_port
+from tenantproxy.stack.state import StackState
 from tenantproxy.wire.mysql.constants import UTF8MB4_GENERAL_CI, CapabilityFlags
-from tests.integration.clients import host_port
+from tests.integration.clients import host_port, tls_context
 from tests.integration.conftest import quiet_console
 
 pytestmark = pytest.mark.integration
 
 TENANTS = 10
+CLIENTS = 50
+# Bounds of the kill test: logins before the kill (both replicas serving), logins after it, and
+# the most it may take.
+LOGINS_BEFORE_KILL = 200
+LOGINS_AFTER_KILL = 1000
+PHASE_TIMEOUT_S = 120.0
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +96,185 @@ def test_backend_sockets_send_tcp_keepalive_probes_after_30_s_idle(failover_stac
             backend.close()
 
     assert uvloop.run(keepalive_options()) == (1, 30, 10, 3)
+
+
+@dataclass
+class LoginTally:
+    """What the looping clients saw, counted since the last ``start_phase``."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    logins: int = 0
+    failed_logins: list[str] = field(default_factory=list)
+    failed_queries: int = 0
+    served_by_port: Counter[int] = field(default_factory=Counter)
+    changed: threading.Condition = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.changed = threading.Condition(self.lock)
+
+    def start_phase(self) -> None:
+        with self.lock:
+            self.logins, self.failed_logins, self.failed_queries = 0, [], 0
+            self.served_by_port = Counter()
+
+    def login(self, error: str | None = None) -> None:
+        with self.lock:
+            if error is None:
+                self.logins += 1
+            else:
+                self.failed_logins.append(error)
+            self.changed.notify_all()
+
+    def query(self, served_by_port: int | None) -> None:
+        with self.lock:
+            if served_by_port is None:
+                self.failed_queries += 1
+            else:
+                self.served_by_port[served_by_port] += 1
+            self.changed.notify_all()
+
+    def wait_for(self, condition: Callable[[LoginTally], bool]) -> None:
+        with self.lock:
+            is_met = self.changed.wait_for(lambda: condition(self), timeout=PHASE_TIMEOUT_S)
+            assert is_met, f"not within {PHASE_TIMEOUT_S:.0f} s: {self}"
+
+
+class WatchedLogin(pymysql.connections.Connection):  # type: ignore[type-arg]
+    """PyMySQL, noting when the login's OK arrived: its connect() sends SET NAMES next, and a
+    session dropped then has logged in (its backend died under it) rather than failed to."""
+
+    has_logged_in = False
+
+    def _request_authentication(self) -> None:
+        super()._request_authentication()
+        self.has_logged_in = True
+
+
+def log_in_and_query_in_a_loop(
+    outputs: dict[str, Any], tenant: int, password: str, tally: LoginTally, stop: threading.Event
+) -> None:
+    host, port = host_port(outputs["ProxyReaderEndpoint"])
+    while not stop.is_set():
+        connection = WatchedLogin(
+            host=host,
+            port=port,
+            user=f"user{tenant}",
+            password=password,
+            database=f"user_database{tenant}",
+            ssl=tls_context(outputs["CACertificate"]),
+            autocommit=True,  # no query of PyMySQL's own after the login but SET NAMES
+            connect_timeout=10,
+            defer_connect=True,
+        )
+        try:
+            connection.connect()
+        except pymysql.MySQLError as exc:
+            if not connection.has_logged_in:
+                tally.login(error=f"at {time.monotonic():.3f}: {exc}")
+                continue
+            tally.login()
+            tally.query(served_by_port=None)
+            continue
+        tally.login()
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT @@port FROM mytable LIMIT 1")
+                tally.query(served_by_port=int(cursor.fetchone()[0]))
+        except pymysql.MySQLError:
+            # A session whose backend was on the killed replica: its query fails, as it would
+            # against the replica itself. Logins are what the proxy must save.
+            tally.query(served_by_port=None)
+        finally:
+            if connection.open:
+                connection.close()
+
+
+def tenant_passwords(outputs: dict[str, Any]) -> list[str]:
+    store = FileSecretStore.from_config(
+        FileSecretStoreConfig(
+            path=Path(outputs["SecretStore"]), key_file=Path(outputs["SecretsKeyFile"])
+        )
+    )
+    return [store.get(f"tenants/user{n}").password for n in range(TENANTS)]
+
+
+def health_changes(proxy_log: Path, target: str) -> list[str]:
+    """The proxy's log lines that say the target changed health."""
+    pattern = re.compile(rf"WARNING .*target {re.escape(target)} is now (un)?healthy")
+    return [line for line in proxy_log.read_text().splitlines() if pattern.search(line)]
+
+
+def state_changes_metric(outputs: dict[str, Any], target: str) -> dict[str, float]:
+    with urllib.request.urlopen(outputs["ProxyMetricsEndpoint"], timeout=10) as response:
+        text = response.read().decode()
+    found = re.findall(
+        rf'tenantproxy_target_state_changes_total{{target="{re.escape(target)}",to="(\w+)"}} (\S+)',
+        text,
+    )
+    return {to: float(value) for to, value in found}
+
+
+def kill_9(record: ProcessRecord) -> None:
+    """SIGKILL to the replica this module's stack started (checked by its PID and command)."""
+    assert is_ours(record), record
+    os.kill(record.pid, signal.SIGKILL)
+    psutil.Process(record.pid).wait(timeout=30)
+
+
+def restart(state_dir: Path, record: ProcessRecord) -> None:
+    """Starts the killed replica again with its own command line; recorded in the stack's state
+    so that ``down`` stops it."""
+    again = start_detached(record.name, record.cmdline, Path(record.log_file), port=record.port)
+    state = StackState.load(state_dir)
+    assert state is not None
+    state.add(again)
+    wait_for_port(again, 60)
+
+
+def test_a_replica_killed_during_50_looping_clients_gets_no_login_and_comes_back(
+    failover_stack,
+):
+    outputs = failover_stack
+    state_dir = Path(outputs["StateDir"])
+    proxy_log = state_dir / "proxy.log"
+    state = StackState.load(state_dir)
+    assert state is not None
+    victim = next(r for r in state.processes if r.name == "proxy-replica1")
+    assert health_changes(proxy_log, "proxy-replica1") == []
+    passwords = tenant_passwords(outputs)
+    tally, stop = LoginTally(), threading.Event()
+    clients = [
+        threading.Thread(
+            target=log_in_and_query_in_a_loop,
+            args=(outputs, n % TENANTS, passwords[n % TENANTS], tally, stop),
+        )
+        for n in range(CLIENTS)
+    ]
+    for client in clients:
+        client.start()
+    try:
+        tally.wait_for(lambda t: t.logins >= LOGINS_BEFORE_KILL and len(t.served_by_port) == 2)
+        assert tally.failed_logins == []
+
+        tally.start_phase()
+        kill_9(victim)
+        tally.wait_for(lambda t: t.logins + len(t.failed_logins) >= LOGINS_AFTER_KILL)
+        with tally.lock:
+            failed, served = list(tally.failed_logins), dict(tally.served_by_port)
+        assert failed == [], f"{len(failed)} failed logins after the kill, first: {failed[:3]}"
+        changes = health_changes(proxy_log, "proxy-replica1")
+        assert len(changes) == 1 and "is now unhealthy" in changes[0], changes
+        # Only sessions that had their backend on the victim before it died were served there.
+        assert served.get(victim.port, 0) <= CLIENTS, served
+
+        restart(state_dir, victim)
+        tally.start_phase()
+        tally.wait_for(lambda t: t.served_by_port[victim.port] > 0)
+        assert tally.failed_logins == []
+        changes = health_changes(proxy_log, "proxy-replica1")
+        assert len(changes) == 2 and "is now healthy" in changes[1], changes
+        assert state_changes_metric(outputs, "proxy-replica1") == {"unhealthy": 1.0, "healthy": 1.0}
+    finally:
+        stop.set()
+        for client in clients:
+            client.join(timeout=60)

@@ -7,7 +7,7 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable
 
-from tenantproxy.errors import BackendError
+from tenantproxy.errors import BackendAuthError, BackendError, TargetUnreachable
 from tenantproxy.proxy.backends import (
     BASE_CAPABILITIES,
     BackendConnection,
@@ -18,6 +18,7 @@ from tenantproxy.proxy.backends import (
 )
 from tenantproxy.wire.mysql import commands
 from tenantproxy.wire.mysql.client_connection import ClientConnection
+from tenantproxy.wire.mysql.errors import ProtocolError
 
 _CONNECT_TIMEOUT_S = 10.0
 _CLOSE_TIMEOUT_S = 2.0
@@ -41,7 +42,6 @@ async def open_backend(
     init_query: str | None = None,
 ) -> BackendConnection:
     """Connects and logs in to a target; runs init_query on the new connection."""
-    loop = asyncio.get_running_loop()
     login = ClientConnection(
         username=credentials.username,
         password=credentials.password.encode(),
@@ -52,21 +52,10 @@ async def open_backend(
         use_tls=tls_context is not None,
         max_packet_bytes=max_packet_bytes,
     )
-    try:
-        _, backend = await asyncio.wait_for(
-            loop.create_connection(
-                lambda: BackendConnection(target, max_packet_bytes, login),
-                target.host,
-                target.port,
-            ),
-            _CONNECT_TIMEOUT_S,
-        )
-    except (OSError, TimeoutError) as exc:
-        raise BackendError(f"cannot connect to {target.name} ({target.address}): {exc}") from None
-    _enable_keepalive(backend)
+    backend = await _connect(target, lambda: BackendConnection(target, max_packet_bytes, login))
     backend.profile = profile
     try:
-        await backend.log_in(credentials.database, tls_context)
+        await _log_in(backend, credentials.database, tls_context)
         _check_relayed_capabilities(backend, profile)
         if init_query:
             await backend.run_simple_command(commands.com_query(init_query))
@@ -74,6 +63,38 @@ async def open_backend(
         backend.mark_broken()
         raise
     return backend
+
+
+async def _connect(target: Target, protocol: Callable[[], BackendConnection]) -> BackendConnection:
+    loop = asyncio.get_running_loop()
+    try:
+        _, backend = await asyncio.wait_for(
+            loop.create_connection(protocol, target.host, target.port), _CONNECT_TIMEOUT_S
+        )
+    except (OSError, TimeoutError) as exc:
+        cause = str(exc) or type(exc).__name__
+        raise TargetUnreachable(
+            f"cannot connect to {target.name} ({target.address}): {cause}"
+        ) from None
+    _enable_keepalive(backend)
+    return backend
+
+
+async def _log_in(
+    backend: BackendConnection, database: str | None, tls_context: ssl.SSLContext | None
+) -> None:
+    """The server's own refusal (an ERR) goes up as it is; a login that the connection did not
+    survive (reset, closed, timed out, TLS or protocol broken) means the target is unreachable."""
+    target = backend.target
+    try:
+        await backend.log_in(database, tls_context)
+    except BackendAuthError:
+        raise
+    except (BackendError, ProtocolError, OSError) as exc:
+        cause = str(exc) or type(exc).__name__
+        raise TargetUnreachable(
+            f"{target.name} ({target.address}): login failed: {cause}"
+        ) from None
 
 
 def _enable_keepalive(backend: BackendConnection) -> None:

@@ -37,6 +37,12 @@ def proxy_families(context: ProxyContext) -> list[Family]:
             }[read]
             yield Sample("", value, {"target": state.target.name})
 
+    def state_changes() -> Iterable[Sample]:
+        for state in targets:
+            name = state.target.name
+            yield Sample("", state.went_unhealthy_total, {"target": name, "to": "unhealthy"})
+            yield Sample("", state.went_healthy_total, {"target": name, "to": "healthy"})
+
     def tenant_counters() -> list[Family]:
         return [
             Family(
@@ -113,9 +119,16 @@ def proxy_families(context: ProxyContext) -> list[Family]:
         ),
         Family(
             "target_healthy",
-            "1 when the target passed its last health check",
+            "1 when the router may pick the target: its last health check passed and no new "
+            "backend failed to reach it since",
             "gauge",
             lambda: per_target("healthy"),
+        ),
+        Family(
+            "target_state_changes",
+            "times the target went unhealthy (a failed health check or connect) or healthy again",
+            "counter",
+            state_changes,
         ),
         Family(
             "database_connections_borrow_latency_us",

@@ -3,11 +3,12 @@ on the client's schema. Every refusal carries the MySQL error the client should 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from tenantproxy.errors import BackendError, BorrowTimeout, PoolClosed
+from tenantproxy.errors import BackendError, BorrowTimeout, PoolClosed, TargetUnreachable
 from tenantproxy.proxy import mysql_errors
 from tenantproxy.proxy.backends import (
     BackendCommandFailed,
@@ -15,6 +16,7 @@ from tenantproxy.proxy.backends import (
     BackendLoginRejected,
     BackendProfile,
 )
+from tenantproxy.proxy.health import set_target_health
 from tenantproxy.proxy.mysql_errors import MysqlError
 from tenantproxy.wire.mysql import commands
 from tenantproxy.wire.mysql.responses import ErrPacket
@@ -25,8 +27,11 @@ if TYPE_CHECKING:
     from tenantproxy.proxy.routing import TargetState
     from tenantproxy.proxy.server import ProxyContext
 
-# Backends tried before the client is told that none answers.
+# Backends tried on one target before the lease moves to another (or the client is told that
+# none answers).
 _LIVENESS_ATTEMPTS = 3
+# A ping unanswered this long: the backend (or its target) is gone without a word.
+_PING_TIMEOUT_S = 5.0
 
 
 class LeaseRefused(Exception):
@@ -57,15 +62,35 @@ async def lease_backend(
     profile: BackendProfile,
     database: str | None,
 ) -> HeldBackend:
-    """A backend of ``db_user`` on the endpoint's target, on ``database``; or LeaseRefused."""
-    target = context.router.pick(endpoint.role)
-    if target is None:
-        raise LeaseRefused(mysql_errors.backend_unavailable(endpoint.name))
-    pool = context.pools.pool_for(target, db_user, profile)
-    held = HeldBackend(await _acquire_live_backend(context, pool, target, db_user), pool, target)
-    await _select_schema(held, database)
-    target.active_leases += 1
-    return held
+    """A backend of ``db_user`` on the endpoint's target, on ``database``; or LeaseRefused.
+
+    A target that a new backend cannot reach is marked unhealthy at once (passive health) and
+    the lease tried again on another healthy target of the endpoint, all within
+    connection_borrow_timeout_s: a replica that just died gets no more logins.
+    """
+    tried: set[str] = set()
+    deadline: float | None = None  # set at the first retry: the first try is the pool's own
+    while (target := context.router.pick(endpoint.role, avoid=tried)) is not None:
+        try:
+            if deadline is None:
+                held = await _lease_on(context, target, db_user, profile, database)
+            else:
+                async with asyncio.timeout_at(deadline):
+                    held = await _lease_on(context, target, db_user, profile, database)
+        except TargetUnreachable as exc:
+            set_target_health(target, False, cause=str(exc), log=context.log)
+            held = None
+        except TimeoutError:
+            context.metrics.count("DatabaseConnectionsBorrowTimeouts", tenant=db_user)
+            raise LeaseRefused(mysql_errors.BORROW_TIMEOUT) from None
+        if held is not None:
+            target.active_leases += 1
+            return held
+        tried.add(target.target.name)
+        if deadline is None:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + context.config.connection_borrow_timeout_s
+    raise LeaseRefused(mysql_errors.backend_unavailable(endpoint.name))
 
 
 def give_back(context: ProxyContext, held: HeldBackend, *, is_reusable: bool) -> None:
@@ -75,27 +100,56 @@ def give_back(context: ProxyContext, held: HeldBackend, *, is_reusable: bool) ->
     context.spawn(held.pool.release(held.lease, needs_reset=True, is_broken=not is_reusable))
 
 
-async def _acquire_live_backend(
+async def _lease_on(
+    context: ProxyContext,
+    target: TargetState,
+    db_user: str,
+    profile: BackendProfile,
+    database: str | None,
+) -> HeldBackend | None:
+    """A live backend on ``target``, on ``database``; None when every backend tried died (the
+    caller tries another target). Raises TargetUnreachable when a new one cannot connect."""
+    pool = context.pools.pool_for(target, db_user, profile)
+    for _ in range(_LIVENESS_ATTEMPTS):
+        lease = await _acquire(context, pool, target, db_user)
+        try:
+            is_ready = await _is_alive(context, lease.connection)
+            if not is_ready and target.request_check is not None:
+                # Its idle backends die: maybe the target did too. Check it now.
+                target.request_check()
+            is_ready = is_ready and await _is_on_schema(lease.connection, database)
+        except BackendCommandFailed as exc:
+            await pool.release(lease, needs_reset=False)
+            raise LeaseRefused(_as_mysql_error(exc.error)) from None
+        except BaseException:
+            # Cancelled (the retry's deadline) halfway through a command: not to be trusted.
+            await pool.release(lease, is_broken=True)
+            raise
+        if is_ready:
+            return HeldBackend(lease, pool, target)
+        await pool.release(lease, is_broken=True)
+    return None
+
+
+async def _acquire(
     context: ProxyContext, pool: Pool[BackendConnection], target: TargetState, db_user: str
 ) -> Lease[BackendConnection]:
-    for _ in range(_LIVENESS_ATTEMPTS):
-        try:
-            context.metrics.count("DatabaseConnectionRequests", tenant=db_user)
-            asked_at = time.perf_counter()
-            lease = await pool.acquire()
-            context.metrics.observe_borrow_latency_us((time.perf_counter() - asked_at) * 1e6)
-        except BorrowTimeout:
-            context.metrics.count("DatabaseConnectionsBorrowTimeouts", tenant=db_user)
-            raise LeaseRefused(mysql_errors.BORROW_TIMEOUT) from None
-        except BackendLoginRejected as exc:
-            raise LeaseRefused(_as_mysql_error(exc.error)) from None
-        except (BackendError, PoolClosed) as exc:
-            context.log.warning("no backend on %s: %s", target.target.name, exc)
-            raise LeaseRefused(mysql_errors.backend_unavailable(target.target.name)) from None
-        if await _is_alive(context, lease.connection):
-            return lease
-        await pool.release(lease, is_broken=True)
-    raise LeaseRefused(mysql_errors.backend_unavailable(target.target.name))
+    try:
+        context.metrics.count("DatabaseConnectionRequests", tenant=db_user)
+        asked_at = time.perf_counter()
+        lease = await pool.acquire()
+        context.metrics.observe_borrow_latency_us((time.perf_counter() - asked_at) * 1e6)
+    except BorrowTimeout:
+        context.metrics.count("DatabaseConnectionsBorrowTimeouts", tenant=db_user)
+        raise LeaseRefused(mysql_errors.BORROW_TIMEOUT) from None
+    except BackendLoginRejected as exc:
+        raise LeaseRefused(_as_mysql_error(exc.error)) from None
+    except TargetUnreachable:
+        raise
+    except (BackendError, PoolClosed) as exc:
+        context.log.warning("no backend on %s: %s", target.target.name, exc)
+        raise LeaseRefused(mysql_errors.backend_unavailable(target.target.name)) from None
+    return lease
 
 
 async def _is_alive(context: ProxyContext, backend: BackendConnection) -> bool:
@@ -107,27 +161,27 @@ async def _is_alive(context: ProxyContext, backend: BackendConnection) -> bool:
     if idle_s < context.config.backend_check_after_idle_s:
         return True
     try:
-        await backend.run_simple_command(commands.com_ping())
-    except BackendError:
+        async with asyncio.timeout(_PING_TIMEOUT_S):
+            await backend.run_simple_command(commands.com_ping())
+    except (BackendError, TimeoutError):
         return False
     return True
 
 
-async def _select_schema(held: HeldBackend, database: str | None) -> None:
-    """COM_INIT_DB when the backend sits on another schema; the server's own refusal
-    (1044 for another tenant's database) goes to the client as it is."""
-    backend = held.connection
+async def _is_on_schema(backend: BackendConnection, database: str | None) -> bool:
+    """COM_INIT_DB when the backend sits on another schema; False when the backend dies
+    meanwhile. The server's own refusal (1044 for another tenant's database) is raised as
+    BackendCommandFailed, for the client to get as it is."""
     if database is None or database == backend.current_schema:
-        return
+        return True
     try:
         await backend.run_simple_command(commands.com_init_db(database))
-    except BackendCommandFailed as exc:
-        await held.pool.release(held.lease, needs_reset=False)
-        raise LeaseRefused(_as_mysql_error(exc.error)) from None
+    except BackendCommandFailed:
+        raise
     except BackendError:
-        await held.pool.release(held.lease, is_broken=True)
-        raise LeaseRefused(mysql_errors.backend_unavailable(held.target.target.name)) from None
+        return False
     backend.current_schema = database
+    return True
 
 
 def _as_mysql_error(error: ErrPacket) -> MysqlError:

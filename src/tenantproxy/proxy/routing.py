@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Set
 from dataclasses import dataclass, field
 
 from tenantproxy.pool import Pool, TargetBudget
@@ -25,7 +25,8 @@ PoolKey = tuple[str, str, BackendProfile]
 
 @dataclass
 class TargetState:
-    """A target and what the proxy knows of it."""
+    """A target and what the proxy knows of it. Only ``health.set_target_health`` changes
+    ``is_healthy`` (and the fields that go with it)."""
 
     target: Target
     budget: TargetBudget
@@ -33,6 +34,12 @@ class TargetState:
     active_leases: int = 0
     server_version: str | None = None  # learned from its handshake
     server_capabilities: CapabilityFlags | None = None  # likewise
+    # When is_healthy last changed (time.monotonic), and how often it did, each way.
+    health_changed_at: float = 0.0
+    went_unhealthy_total: int = 0
+    went_healthy_total: int = 0
+    # Set by the health checker: asks it to check this target now, not at the next interval.
+    request_check: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -128,12 +135,13 @@ class Router:
             shared = capabilities if index == 0 else shared & capabilities
         return shared
 
-    def pick(self, endpoint_role: str) -> TargetState | None:
-        """None when no healthy target can serve the endpoint."""
+    def pick(self, endpoint_role: str, avoid: Set[str] = frozenset()) -> TargetState | None:
+        """None when no healthy target can serve the endpoint; targets named in ``avoid``
+        (tried already for this lease) are left out."""
         # With no replica at all, reads go to the writer, as an Aurora reader endpoint does.
         is_read_only = endpoint_role == "read_only" and self._replicas
         candidates = self._replicas if is_read_only else self._writers
-        healthy = [t for t in candidates if t.is_healthy]
+        healthy = [t for t in candidates if t.is_healthy and t.target.name not in avoid]
         if not healthy:
             return None
         # Least outstanding leases; ties go round-robin so that idle replicas share new sessions.

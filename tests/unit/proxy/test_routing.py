@@ -60,3 +60,9 @@ def test_no_capabilities_are_shared_while_a_target_has_not_been_heard_from():
     writer, replica = state("w", "writer"), state("r1", "replica")
     writer.server_capabilities = F.CLIENT_PROTOCOL_41 | F.MARIADB_CLIENT_PROGRESS
     assert Router([writer, replica]).shared_capabilities() == F(0)
+
+
+def test_read_only_leaves_out_the_replicas_a_lease_tried_already():
+    router = Router([state("w", "writer"), state("r1", "replica"), state("r2", "replica")])
+    assert {router.pick("read_only", avoid={"r1"}).target.name for _ in range(4)} == {"r2"}  # type: ignore[union-attr]
+    assert router.pick("read_only", avoid={"r1", "r2"}) is None
