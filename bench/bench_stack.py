@@ -12,7 +12,7 @@ import datetime as dt
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -138,14 +138,20 @@ class BenchStack:
 
 @contextmanager
 def running_stack(
-    state_dir: Path, *, is_tls_required: bool, rows: int, iam_auth: str = "required"
+    state_dir: Path,
+    *,
+    is_tls_required: bool,
+    rows: int,
+    iam_auth: str = "required",
+    extra_settings: Sequence[str] = (),
 ) -> Iterator[BenchStack]:
     """Starts a small stack (4 tenants, proxy cluster only); brings it down on any exit.
 
     ``iam_auth`` is every tenant's: "required" (token login, the stack's default) or "disabled"
-    (password login)."""
+    (password login). ``extra_settings`` (``key=value``) come last and win."""
     settings = ["tenants=4", f"rows={rows}", "load_test=false", f"iam_auth={iam_auth}"]
     settings.append(f"require_tls={'true' if is_tls_required else 'false'}")
+    settings += extra_settings
     command = [str(TENANTPROXY), "stack", "up", "--state-dir", str(state_dir)]
     for item in settings:
         command += ["--set", item]
