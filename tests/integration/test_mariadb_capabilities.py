@@ -22,6 +22,7 @@ from tenantproxy.wire.mysql.constants import CapabilityFlags as F
 from tenantproxy.wire.mysql.framing import encode_packet
 from tenantproxy.wire.mysql.response_tracker import ResponseTracker
 from tests.integration.clients import host_port
+from tests.integration.feature_tables import create_feature_tables, writer_of
 from tests.integration.proxy_thread import ProxyThread, proxy_config_from_stack
 from tests.integration.raw_client import RawClient
 
@@ -32,34 +33,11 @@ DATABASE = "user_database77"
 C_SOURCE = Path(__file__).parent / "c_client" / "mariadb_features.c"
 # PROGRESS, STMT_BULK_OPERATIONS, EXTENDED_METADATA and CACHE_METADATA.
 MARIADB_EXTENDED = MARIADB_RELAYED_CAPABILITIES
-# Run as the stack's admin on the writer: tables the tenant may use but not create.
-SETUP_SQL = [
-    f"DROP TABLE IF EXISTS {DATABASE}.bulk_rows, {DATABASE}.json_doc, {DATABASE}.progress_me",
-    f"CREATE TABLE {DATABASE}.bulk_rows (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(20))",
-    f"CREATE TABLE {DATABASE}.json_doc (id INT PRIMARY KEY, doc JSON, place POINT)",
-    f"INSERT INTO {DATABASE}.json_doc VALUES (1, '{{\"a\": 1}}', POINT(1, 2)), "
-    "(2, '[1, 2]', POINT(3, 4))",
-    f"CREATE TABLE {DATABASE}.progress_me (id INT PRIMARY KEY, v VARCHAR(100))",
-    f"INSERT INTO {DATABASE}.progress_me SELECT seq, REPEAT('x', 100) "
-    f"FROM {DATABASE}.seq_1_to_20000",
-    f"GRANT ALTER ON {DATABASE}.progress_me TO '{TENANT}'@'%'",
-]
-
-
-def writer_of(stack: Any) -> str:
-    instances = stack.outputs["ProxyClusterInstances"]
-    return str(next(i["endpoint"] for i in instances if i["role"] == "writer"))
 
 
 @pytest.fixture(scope="module")
 def tables(stack: Any) -> None:
-    connection = stack.admin_connect(writer_of(stack))
-    try:
-        with connection.cursor() as cursor:
-            for statement in SETUP_SQL:
-                cursor.execute(statement)
-    finally:
-        connection.close()
+    create_feature_tables(stack, TENANT, DATABASE)
 
 
 @pytest.fixture(scope="module")

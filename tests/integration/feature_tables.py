@@ -1,0 +1,35 @@
+"""Tables for the tests of MariaDB's features through the proxy, made as the stack's admin on the
+writer (a tenant may use tables but not create them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def writer_of(stack: Any) -> str:
+    """host:port of the proxy cluster's writer, which the read/write endpoint reaches too."""
+    instances = stack.outputs["ProxyClusterInstances"]
+    return str(next(i["endpoint"] for i in instances if i["role"] == "writer"))
+
+
+def create_feature_tables(stack: Any, tenant: str, database: str) -> None:
+    """bulk_rows (auto-increment id, v), json_doc (id, a JSON doc, a POINT; two rows) and
+    progress_me (20,000 rows, which the tenant may ALTER)."""
+    statements = [
+        f"DROP TABLE IF EXISTS {database}.bulk_rows, {database}.json_doc, {database}.progress_me",
+        f"CREATE TABLE {database}.bulk_rows (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(20))",
+        f"CREATE TABLE {database}.json_doc (id INT PRIMARY KEY, doc JSON, place POINT)",
+        f"INSERT INTO {database}.json_doc VALUES (1, '{{\"a\": 1}}', POINT(1, 2)), "
+        "(2, '[1, 2]', POINT(3, 4))",
+        f"CREATE TABLE {database}.progress_me (id INT PRIMARY KEY, v VARCHAR(100))",
+        f"INSERT INTO {database}.progress_me SELECT seq, REPEAT('x', 100) "
+        f"FROM {database}.seq_1_to_20000",
+        f"GRANT ALTER ON {database}.progress_me TO '{tenant}'@'%'",
+    ]
+    connection = stack.admin_connect(writer_of(stack))
+    try:
+        with connection.cursor() as cursor:
+            for statement in statements:
+                cursor.execute(statement)
+    finally:
+        connection.close()
