@@ -11,9 +11,11 @@ import getpass
 import hashlib
 import os
 import secrets as random_secrets
+import socket
 import string
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -22,13 +24,17 @@ import pymysql
 
 from tenantproxy.errors import StackError
 from tenantproxy.stack.certificates import CertificateFiles
-from tenantproxy.stack.processes import ProcessRecord, wait_for_port
+from tenantproxy.stack.processes import ProcessRecord, is_ours, wait_for_port
+from tenantproxy.wire.mysql.handshake import PROTOCOL_VERSION
 
 HOST = "127.0.0.1"
 ADMIN_USER = "tpadmin"
 _ALPHABET = string.ascii_letters + string.digits
 # sockaddr_un.sun_path holds 108 bytes; deep state dirs get a socket in the temp folder instead.
 _MAX_SOCKET_PATH = 100
+_POLL_S = 0.05
+# How long one readiness probe waits for the server's greeting on the socket.
+_GREETING_TIMEOUT_S = 2.0
 
 Role = Literal["writer", "replica"]
 
@@ -154,11 +160,55 @@ def server_argv(spec: InstanceSpec, options: ServerOptions) -> list[str]:
 
 
 def wait_ready(spec: InstanceSpec, record: ProcessRecord, timeout_s: float) -> None:
-    """Returns once the started mariadbd accepts TCP connections; its error log on failure."""
+    """Returns once the started mariadbd listens on its TCP port and greets on its unix socket;
+    its error log on failure.
+
+    The admin account is made over the socket, and mariadbd opens the socket after its TCP port:
+    a wait for the port alone let ``create_admin`` meet no socket yet (ERROR 2002) under load.
+    """
+    deadline = time.monotonic() + timeout_s
     try:
         wait_for_port(record, timeout_s)
+        _wait_for_greeting(spec, record, deadline)
     except StackError as exc:
         raise StackError(f"{exc}\n{_error_log_tail(spec)}") from None
+
+
+def _wait_for_greeting(spec: InstanceSpec, record: ProcessRecord, deadline: float) -> None:
+    path = spec.socket.absolute()
+    while (why_not := _why_no_greeting(path)) is not None:
+        if not is_ours(record):
+            raise StackError(f"{spec.name} exited before answering on its socket {path}")
+        if time.monotonic() >= deadline:
+            raise StackError(f"{spec.name} does not answer on its socket {path}: {why_not}")
+        time.sleep(_POLL_S)
+
+
+def _why_no_greeting(path: Path) -> str | None:
+    """None when the server on the unix socket sends its handshake (HandshakeV10); else why not:
+    no socket yet, refused, silent, or an ERR instead (too many connections, …)."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(_GREETING_TIMEOUT_S)
+            sock.connect(str(path))
+            first = _receive_exactly(sock, 5)  # packet header (4 bytes), the payload's first byte
+    except OSError as exc:
+        return exc.strerror or str(exc) or type(exc).__name__
+    if first is None:
+        return "closed before greeting"
+    if first[4] != PROTOCOL_VERSION:
+        return f"its first packet is not a handshake (starts with {first[4]:#04x})"
+    return None
+
+
+def _receive_exactly(sock: socket.socket, size: int) -> bytes | None:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
 
 
 def create_admin(spec: InstanceSpec, admin: AdminAccount) -> None:
