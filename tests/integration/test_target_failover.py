@@ -94,6 +94,7 @@ def test_backend_sockets_send_tcp_keepalive_probes_after_30_s_idle(failover_stac
             )
         finally:
             backend.close()
+            await backend.wait_closed(5.0)
 
     assert uvloop.run(keepalive_options()) == (1, 30, 10, 3)
 
