@@ -16,11 +16,19 @@ import html
 import json
 import re
 from collections.abc import Iterator, Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from plotly.offline import get_plotlyjs  # type: ignore[import-untyped]
 
+from tenantproxy.loadtest.findings import HEADER as FINDINGS_HEADER
+from tenantproxy.loadtest.findings import (
+    Finding,
+    finding_rows,
+    findings,
+    render_findings_markdown,
+)
 from tenantproxy.loadtest.report_charts import (
     STAGE_COLOURS,
     STAGE_LABELS,
@@ -28,7 +36,9 @@ from tenantproxy.loadtest.report_charts import (
     render_chart,
 )
 from tenantproxy.loadtest.report_summary import (
+    STAGES,
     RunSamples,
+    Series,
     Summary,
     read_locust_stats,
     render_summary_markdown,
@@ -73,10 +83,12 @@ def build_report(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     samples = RunSamples.read(run_dir / "samples.csv")
     summary = _summarize(run_dir, samples)
-    (run_dir / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n")
-    (run_dir / "summary.md").write_text(render_markdown_report(summary), encoding="utf-8")
+    found = render_findings(summary, samples)
+    document = summary.to_json() | {"findings": [asdict(f) for f in found]}
+    (run_dir / "summary.json").write_text(json.dumps(document, indent=2) + "\n")
+    (run_dir / "summary.md").write_text(render_markdown_report(summary, found), encoding="utf-8")
     index = run_dir / "index.html"
-    index.write_text(render_page(run_dir, summary, samples), encoding="utf-8")
+    index.write_text(render_page(run_dir, summary, samples, found), encoding="utf-8")
     return index
 
 
@@ -99,19 +111,51 @@ def differences_from_aws(run: Mapping[str, Any]) -> str:
         "MariaDB clusters (a writer and two replicas each), tenantproxy, the access API and "
         f"Locust {share}, so the load generator competes with the databases for CPU and the "
         "absolute figures are far below AWS's; the ratios between the stages, measured side by "
-        "side in one run, are what carry over. The no-proxy stage logs in with native password "
-        "auth over TLS, because MariaDB cannot check IAM db-auth tokens; the proxy stage does what "
-        "the write-up does: STS AssumeRole with a session policy, then a SigV4 db-auth token "
-        "(checked by the proxy). Lambda is approximated by one access-API process with a per-stage "
+        f"side in one run, are what carry over. {noproxy_variant(run)} Lambda is approximated "
+        "by one access-API process with a per-stage "
         "concurrency limit (requests beyond it are throttled), and RDS Proxy by tenantproxy."
     )
 
 
-def render_markdown_report(summary: Summary) -> str:
+def noproxy_variant(run: Mapping[str, Any]) -> str:
+    """Which no-proxy login ran (the stack's noproxy_auth, recorded in run.json)."""
+    outputs = run.get("outputs")
+    auth = outputs.get("NoProxyAuth") if isinstance(outputs, Mapping) else None
+    proxy = (
+        "The proxy stage does what the write-up does: STS AssumeRole with a session policy, then "
+        "a SigV4 db-auth token, checked by the proxy."
+    )
+    if auth == "token":
+        return (
+            f"{proxy} The no-proxy stage ran the token variant (noproxy_auth = token), as the "
+            "write-up's no-proxy Lambda: the same AssumeRole and a token signed for the replica, "
+            "checked by MariaDB itself on every login (auth_pam and the stack's PAM module)."
+        )
+    if auth == "password":
+        return (
+            f"{proxy} The no-proxy stage ran the native-password variant (noproxy_auth = "
+            "password): no AssumeRole, no token, MariaDB's mysql_native_password over TLS; the "
+            "write-up's Aurora checked a token on every login instead."
+        )
+    return f"{proxy} Which login the no-proxy stage used is not recorded in run.json."
+
+
+def render_findings(summary: Summary, samples: RunSamples) -> list[Finding]:
+    in_flight = {stage: _mean(samples.get("stage", stage, "in_flight")) for stage in STAGES}
+    return findings(summary, in_flight)
+
+
+def _mean(series: Series | None) -> float | None:
+    return series.mean() if series else None
+
+
+def render_markdown_report(summary: Summary, found: list[Finding] | None = None) -> str:
     parameters = "\n".join(f"- {key}: {value}" for key, value in _flatten(summary.run))
     return (
         f"# {TITLE}\n\n"
         f"{render_summary_markdown(summary)}\n"
+        "## Findings of the write-up, measured here\n\n"
+        f"{render_findings_markdown(found or [])}\n"
         "## How this setup differs from the write-up's AWS one\n\n"
         f"{differences_from_aws(summary.run)}\n\n"
         "## Run parameters\n\n"
@@ -119,7 +163,9 @@ def render_markdown_report(summary: Summary) -> str:
     )
 
 
-def render_page(run_dir: Path, summary: Summary, samples: RunSamples) -> str:
+def render_page(
+    run_dir: Path, summary: Summary, samples: RunSamples, found: list[Finding] | None = None
+) -> str:
     charts = "\n".join(render_chart(chart) for chart in dashboard_charts(samples))
     return f"""<!DOCTYPE html>
 <html lang="en">
@@ -135,6 +181,8 @@ def render_page(run_dir: Path, summary: Summary, samples: RunSamples) -> str:
 <p>{_window(summary.run)}Colours: {_legend()}.</p>
 <h2>Summary</h2>
 {_summary_table_html(summary)}
+<h2>Findings of the write-up, measured here</h2>
+{_findings_html(found or [])}
 <h2>How this setup differs from the write-up's AWS one</h2>
 <p class="differences">{html.escape(differences_from_aws(summary.run))}</p>
 <h2>Dashboard</h2>
@@ -199,6 +247,17 @@ def _summary_table_html(summary: Summary) -> str:
         "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in rows
     )
     return f'<table class="summary"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _findings_html(found: list[Finding]) -> str:
+    if not found:
+        return "<p>(no findings: the run lacks one of the stages)</p>"
+    head = "".join(f"<th>{html.escape(cell)}</th>" for cell in FINDINGS_HEADER)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>"
+        for row in finding_rows(found)
+    )
+    return f'<table class="findings"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def _parameters_html(run: Mapping[str, Any]) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import resource
 import subprocess
 import time
 from collections.abc import Callable, Mapping
@@ -58,6 +59,7 @@ OUTPUTS_TO_RECORD = (
     "IdentityEndpoint",
     "Region",
     "ProxyResourceId",
+    "NoProxyAuth",
 )
 
 
@@ -151,6 +153,7 @@ def run(options: LoadTestOptions, say: Callable[[str], None] = print) -> RunResu
     env = {**os.environ, **user.to_environ()}
     sources = build_sources(outputs, state_dir)
     started_clock = time.monotonic()
+    cpu = CpuUse.start()
     with SamplesWriter(run_dir / SAMPLES_FILE) as writer:
         sampler = Sampler(sources, writer, options.sample_interval_s)
         exit_code = _run_locust_with_sampler(
@@ -162,9 +165,36 @@ def run(options: LoadTestOptions, say: Callable[[str], None] = print) -> RunResu
         locust_exit_code=exit_code,
         samples_written=writer.rows_written,
         sampler_errors=sampler.errors,
+        cpu=cpu.finish(),
     )
     _write_json(run_dir / RUN_FILE, record)
     return RunResult(run_dir, exit_code, _build_report(run_dir, say), writer.rows_written)
+
+
+@dataclass
+class CpuUse:
+    """The machine's CPU over a run, and the Locust processes' share (they are this process's
+    children, waited for when they end), for the findings' "not reproducible here" reasons."""
+
+    started_s: float
+    children_cpu_s: float
+
+    @classmethod
+    def start(cls) -> CpuUse:
+        psutil.cpu_percent(None)  # the baseline of the next call
+        return cls(time.monotonic(), _children_cpu_s())
+
+    def finish(self) -> dict[str, float]:
+        elapsed_s = max(time.monotonic() - self.started_s, 1e-3)
+        return {
+            "machine_busy_percent": psutil.cpu_percent(None),
+            "locust_percent": 100 * (_children_cpu_s() - self.children_cpu_s) / elapsed_s,
+        }
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _api_url(outputs: Mapping[str, Any], state_dir: Path) -> str:

@@ -47,6 +47,14 @@ def run_dir(tmp_path: Path) -> Path:
     return run
 
 
+def record_noproxy_auth(run_dir: Path, auth: str) -> None:
+    """As the runner records the stack's noproxy_auth in run.json's outputs."""
+    path = run_dir / "run.json"
+    run = json.loads(path.read_text())
+    run["outputs"] = {"NoProxyAuth": auth}
+    path.write_text(json.dumps(run))
+
+
 def drop_samples(run_dir: Path, keep: Callable[[dict[str, str]], bool]) -> None:
     """Rewrites samples.csv without the rows for which ``keep(row)`` is false."""
     path = run_dir / "samples.csv"
@@ -122,7 +130,7 @@ def test_summary_json_holds_each_stage_the_ratios_and_the_run(run_dir: Path) -> 
     build_report(run_dir)
     written = json.loads((run_dir / "summary.json").read_text())
 
-    assert set(written) == {"stages", "ratio", "run"}
+    assert set(written) == {"stages", "ratio", "run", "findings"}
     assert set(written["stages"]) == {"proxy", "noproxy"}
     assert set(written["stages"]["proxy"]) == {name for name, _ in FIELDS}
     assert written["stages"]["noproxy"]["http_5xx_per_minute"] == pytest.approx(120.0)
@@ -131,13 +139,14 @@ def test_summary_json_holds_each_stage_the_ratios_and_the_run(run_dir: Path) -> 
 
 
 def test_summary_markdown_has_the_table_and_the_differences_from_aws(run_dir: Path) -> None:
+    record_noproxy_auth(run_dir, "password")
     build_report(run_dir)
     markdown = (run_dir / "summary.md").read_text()
 
     assert f"| figure | proxy | noproxy | {RATIO_LABEL} |" in markdown
     assert "| HTTP 5xx per minute | 0 | 120 | 0x |" in markdown
     assert "2 cores" in markdown
-    assert "native password auth" in markdown
+    assert "ran the native-password variant (noproxy_auth = password)" in markdown
     assert "- options.users: 20" in markdown
 
 
@@ -158,12 +167,14 @@ def test_text_table_has_a_column_per_stage_the_ratio_and_a_row_per_figure(run_di
 def test_page_has_one_chart_div_per_panel_and_the_summary_links_and_differences(
     run_dir: Path,
 ) -> None:
+    record_noproxy_auth(run_dir, "token")
     page = build_report(run_dir).read_text()
 
     assert set(re.findall(r'<div class="chart" data-chart="([a-z0-9_]+)">', page)) == PANELS
     assert "No samples" not in page
     assert '<table class="summary">' in page
-    assert "MariaDB cannot check IAM db-auth tokens" in page
+    assert '<table class="findings">' in page
+    assert "ran the token variant (noproxy_auth = token)" in page
     for name in ("locust.html", "samples.csv", "locust_stats.csv", "summary.json", "run.json"):
         assert f'href="{name}"' in page
     # locust_stats_history.csv is not in this run, so it is not linked.
@@ -275,3 +286,29 @@ def test_new_database_connections_per_second_is_the_clusters_mean_churn(run_dir:
     # noproxy: 8+8, 10+10, 12+12, 10+10 → mean 20; proxy: 0, 1+1, 0, 0 → mean 0.5.
     assert stages["noproxy"].db_new_connections_per_s == pytest.approx(20.0)
     assert stages["proxy"].db_new_connections_per_s == pytest.approx(0.5)
+
+
+def test_findings_put_each_write_up_figure_beside_the_run_and_give_a_verdict(
+    run_dir: Path,
+) -> None:
+    build_report(run_dir)
+    markdown = (run_dir / "summary.md").read_text()
+    written = json.loads((run_dir / "summary.json").read_text())["findings"]
+
+    assert [f["name"] for f in written] == [
+        "HTTP 5xx per minute",
+        "replica CPU, no proxy / proxy",
+        "proxy's database connections flat",
+        "median latency",
+        "p90 latency",
+        "Lambda concurrency",
+    ]
+    assert "| HTTP 5xx per minute | no proxy ≈ 900, proxy 0 | no proxy 120.0, proxy 0.0 |" in (
+        markdown
+    )
+    verdicts = {f["name"]: f["verdict"] for f in written}
+    # The fixture: 120 5xx/min without the proxy, none with it; replica CPU 120 % against 25 %.
+    assert verdicts["HTTP 5xx per minute"] == "reproduced"
+    assert verdicts["replica CPU, no proxy / proxy"] == "reproduced"
+    assert "4.80x" in written[1]["measured"]
+    assert all(v in {"reproduced", "reversed", "not reproducible here"} for v in verdicts.values())

@@ -1,0 +1,166 @@
+"""The report's findings: each finding of the write-up beside this run's figure, and a verdict.
+
+The write-up (1,000 users, ~120 requests/s, 30 minutes on AWS) found: the no-proxy stage ≈ 900
+HTTP 500 per minute and the proxy stage none; replica CPU about 4x lower with the proxy; the
+proxy's database connections flat; higher median and p90 latency and higher Lambda concurrency
+without the proxy. Each row compares the direction of this run's figures with the write-up's:
+
+- ``reproduced``: same direction (the magnitude is in the measured column);
+- ``reversed``: the opposite direction;
+- ``not reproducible here``: the run cannot show it (e.g. neither stage failed), with the
+  measured reason: the load, the machine's CPU, who used it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tenantproxy.loadtest.report_summary import StageSummary, Summary
+
+REPRODUCED = "reproduced"
+REVERSED = "reversed"
+NOT_HERE = "not reproducible here"
+# Below this many 5xx per minute a stage is taken as not failing (one failure in a 3-minute run
+# is 0.33/min).
+FAILING_5XX_PER_MIN = 1.0
+# Latency figures closer than this (relative) are taken as equal.
+SAME_WITHIN = 0.05
+
+
+@dataclass(frozen=True)
+class Finding:
+    name: str
+    write_up: str
+    measured: str
+    verdict: str
+    reason: str = ""
+
+
+def findings(
+    summary: Summary, in_flight_mean: Mapping[str, float | None] | None = None
+) -> list[Finding]:
+    """``in_flight_mean``: per stage, the mean of the sampled invocations in flight."""
+    proxy, noproxy = summary.stages.get("proxy"), summary.stages.get("noproxy")
+    if proxy is None or noproxy is None:
+        return []
+    context = _context(summary.run, proxy, noproxy)
+    return [
+        _errors(proxy, noproxy, context),
+        _replica_cpu(proxy, noproxy, context),
+        _connections(proxy, noproxy, context),
+        _latency("median latency", "median_ms", proxy, noproxy, context),
+        _latency("p90 latency", "p90_ms", proxy, noproxy, context),
+        _concurrency(in_flight_mean or {}, context),
+    ]
+
+
+def _context(run: Mapping[str, Any], proxy: StageSummary, noproxy: StageSummary) -> str:
+    """What the run was, in measured terms, for the reasons of "not reproducible here"."""
+    parts = []
+    users = (run.get("options") or {}).get("users")
+    if users:
+        parts.append(f"{users} users")
+    rates = [s.requests_per_s for s in (proxy, noproxy) if s.requests_per_s is not None]
+    if rates:
+        parts.append(f"{sum(rates):.0f} requests/s")
+    cpu = run.get("cpu") or {}
+    if cpu.get("machine_busy_percent") is not None:
+        parts.append(f"machine CPU {cpu['machine_busy_percent']:.0f} % busy")
+    if cpu.get("locust_percent") is not None:
+        parts.append(f"Locust {cpu['locust_percent']:.0f} % of a core")
+    return ", ".join(parts)
+
+
+def _errors(proxy: StageSummary, noproxy: StageSummary, context: str) -> Finding:
+    p, n = proxy.http_5xx_per_minute, noproxy.http_5xx_per_minute
+    name, write_up = "HTTP 5xx per minute", "no proxy ≈ 900, proxy 0"
+    if p is None or n is None:
+        return Finding(name, write_up, "n/a", NOT_HERE, "no 5xx samples")
+    measured = f"no proxy {n:.1f}, proxy {p:.1f}"
+    if n >= FAILING_5XX_PER_MIN and p < n / 10:
+        return Finding(name, write_up, measured, REPRODUCED)
+    if p >= FAILING_5XX_PER_MIN and p > n:
+        return Finding(name, write_up, measured, REVERSED)
+    return Finding(
+        name, write_up, measured, NOT_HERE, f"neither stage fails at this load ({context})"
+    )
+
+
+def _replica_cpu(proxy: StageSummary, noproxy: StageSummary, context: str) -> Finding:
+    p, n = proxy.replica_cpu_mean_percent, noproxy.replica_cpu_mean_percent
+    name, write_up = "replica CPU, no proxy / proxy", "≈ 4x (lower with the proxy)"
+    if p is None or n is None or p <= 0:
+        return Finding(name, write_up, "n/a", NOT_HERE, "no replica CPU samples")
+    measured = f"{n / p:.2f}x (mean {n:.1f} % against {p:.1f} %)"
+    if n > p * (1 + SAME_WITHIN):
+        return Finding(name, write_up, measured, REPRODUCED)
+    if p > n * (1 + SAME_WITHIN):
+        return Finding(name, write_up, measured, REVERSED)
+    return Finding(name, write_up, measured, NOT_HERE, f"the replicas' CPU is even ({context})")
+
+
+def _connections(proxy: StageSummary, noproxy: StageSummary, context: str) -> Finding:
+    p, n = proxy.db_new_connections_per_s, noproxy.db_new_connections_per_s
+    name = "proxy's database connections flat"
+    write_up = "flat with the proxy; one per request without"
+    if p is None or n is None:
+        return Finding(name, write_up, "n/a", NOT_HERE, "no connection samples")
+    peak = proxy.db_connections_peak
+    measured = f"new connections/s: proxy {p:.2f}, no proxy {n:.1f}" + (
+        f"; proxy cluster peak {peak:.0f} connected" if peak is not None else ""
+    )
+    if n > 0 and p < n / 10:
+        return Finding(name, write_up, measured, REPRODUCED)
+    if p >= n:
+        return Finding(name, write_up, measured, REVERSED)
+    return Finding(
+        name, write_up, measured, NOT_HERE, f"the proxy opened connections too ({context})"
+    )
+
+
+def _latency(
+    name: str, field: str, proxy: StageSummary, noproxy: StageSummary, context: str
+) -> Finding:
+    p, n = getattr(proxy, field), getattr(noproxy, field)
+    write_up = "higher without the proxy"
+    if p is None or n is None:
+        return Finding(name, write_up, "n/a", NOT_HERE, "no latency data")
+    measured = f"no proxy {n:.0f} ms, proxy {p:.0f} ms"
+    if n > p * (1 + SAME_WITHIN):
+        return Finding(name, write_up, measured, REPRODUCED)
+    if p > n * (1 + SAME_WITHIN):
+        return Finding(name, write_up, measured, REVERSED)
+    return Finding(name, write_up, measured, NOT_HERE, f"equal within 5 % ({context})")
+
+
+def _concurrency(in_flight: Mapping[str, float | None], context: str) -> Finding:
+    name, write_up = "Lambda concurrency", "higher without the proxy"
+    p, n = in_flight.get("proxy"), in_flight.get("noproxy")
+    if p is None or n is None:
+        return Finding(name, write_up, "n/a", NOT_HERE, "no in-flight samples")
+    measured = f"mean in flight: no proxy {n:.2f}, proxy {p:.2f}"
+    if n > p * (1 + SAME_WITHIN):
+        return Finding(name, write_up, measured, REPRODUCED)
+    if p > n * (1 + SAME_WITHIN):
+        return Finding(name, write_up, measured, REVERSED)
+    return Finding(name, write_up, measured, NOT_HERE, f"equal within 5 % ({context})")
+
+
+HEADER = ("finding", "write-up", "this run", "verdict")
+
+
+def finding_rows(items: list[Finding]) -> list[tuple[str, str, str, str]]:
+    return [
+        (f.name, f.write_up, f.measured, f.verdict + (f": {f.reason}" if f.reason else ""))
+        for f in items
+    ]
+
+
+def render_findings_markdown(items: list[Finding]) -> str:
+    if not items:
+        return "(no findings: the run lacks one of the stages)\n"
+    lines = ["| " + " | ".join(HEADER) + " |", "| --- | --- | --- | --- |"]
+    lines += ["| " + " | ".join(row) + " |" for row in finding_rows(items)]
+    return "\n".join(lines) + "\n"

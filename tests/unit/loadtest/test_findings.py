@@ -1,0 +1,54 @@
+"""The findings' verdicts, from synthetic summaries: each direction, and the measured reason."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from tenantproxy.loadtest.findings import NOT_HERE, REPRODUCED, REVERSED, findings
+from tenantproxy.loadtest.report_summary import StageSummary, Summary
+
+QUIET = StageSummary(
+    requests_per_s=20.0,
+    requests=3600,
+    failures=0,
+    failure_ratio=0.0,
+    http_5xx_per_minute=0.0,
+    median_ms=40.0,
+    p90_ms=80.0,
+    average_ms=50.0,
+    replica_cpu_peak_percent=30.0,
+    replica_cpu_mean_percent=20.0,
+    db_connections_peak=10.0,
+    db_new_connections_per_s=0.1,
+)
+RUN = {"options": {"users": 400}, "cpu": {"machine_busy_percent": 97.0, "locust_percent": 41.0}}
+
+
+def verdicts(proxy: StageSummary, noproxy: StageSummary) -> dict[str, tuple[str, str]]:
+    summary = Summary({"proxy": proxy, "noproxy": noproxy}, RUN)
+    return {f.name: (f.verdict, f.reason) for f in findings(summary, {"proxy": 1, "noproxy": 3})}
+
+
+def test_no_errors_on_either_side_is_not_reproducible_with_the_load_and_cpu_as_reason() -> None:
+    found = verdicts(QUIET, replace(QUIET, db_new_connections_per_s=20.0))
+    verdict, reason = found["HTTP 5xx per minute"]
+    assert verdict == NOT_HERE
+    assert reason == (
+        "neither stage fails at this load (400 users, 40 requests/s, machine CPU 97 % busy, "
+        "Locust 41 % of a core)"
+    )
+    assert found["proxy's database connections flat"][0] == REPRODUCED
+    assert found["Lambda concurrency"][0] == REPRODUCED
+
+
+def test_a_slower_proxy_stage_reverses_the_latency_findings() -> None:
+    found = verdicts(replace(QUIET, median_ms=90.0, p90_ms=200.0), QUIET)
+    assert found["median latency"][0] == REVERSED
+    assert found["p90 latency"][0] == REVERSED
+
+
+def test_errors_only_without_the_proxy_reproduce_the_5xx_finding() -> None:
+    found = verdicts(QUIET, replace(QUIET, http_5xx_per_minute=300.0))
+    assert found["HTTP 5xx per minute"][0] == REPRODUCED
+    found = verdicts(replace(QUIET, http_5xx_per_minute=300.0), QUIET)
+    assert found["HTTP 5xx per minute"][0] == REVERSED
