@@ -2,7 +2,7 @@
 # Installs what `make test`, `make demo` and `make bench` need and is missing:
 # Debian packages (MariaDB server and client, sysbench, headers to build mysqlclient, gcc to
 # build it and the Connector/C test client in tests/integration/c_client)
-# and a .venv holding the project with its pinned dependencies.
+# a .venv holding the project with its pinned dependencies, and node mysql2 for one test.
 # Safe to run again: it only does what is not done yet.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,5 +45,26 @@ install_venv() {
     echo "$want" > "$stamp"
 }
 
+install_node_client() {
+    # node mysql2 for tests/integration/test_node_mysql2.py, from its package-lock.json.
+    local dir=tests/integration/node_client
+    local stamp=$dir/node_modules/.installed-from
+    local want
+    if ! command -v npm >/dev/null; then
+        [ "$(id -u)" = 0 ] || { echo "tenantproxy's tests need node and npm" >&2; exit 1; }
+        echo "== installing Debian packages: nodejs npm"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+    fi
+    want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+        return 0
+    fi
+    echo "== installing node mysql2 for the tests"
+    npm ci --prefix "$dir" --no-audit --no-fund --silent
+    echo "$want" > "$stamp"
+}
+
 install_apt_packages
 install_venv
+install_node_client
