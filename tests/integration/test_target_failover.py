@@ -7,6 +7,7 @@ so that killing a replica leaves the session's stack, which other tests share, u
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
@@ -37,6 +38,7 @@ from tenantproxy.stack.state import StackState
 from tenantproxy.wire.mysql.constants import UTF8MB4_GENERAL_CI, CapabilityFlags
 from tests.integration.clients import host_port, tls_context
 from tests.integration.conftest import quiet_console
+from tests.integration.proxy_thread import ProxyThread, proxy_config_from_stack
 
 pytestmark = pytest.mark.integration
 
@@ -47,6 +49,7 @@ CLIENTS = 50
 LOGINS_BEFORE_KILL = 200
 LOGINS_AFTER_KILL = 1000
 PHASE_TIMEOUT_S = 120.0
+TEST_PROXY_LOGGER = "tenantproxy.test-proxy"  # proxy_thread's
 
 
 @pytest.fixture(scope="module")
@@ -279,3 +282,55 @@ def test_a_replica_killed_during_50_looping_clients_gets_no_login_and_comes_back
         stop.set()
         for client in clients:
             client.join(timeout=60)
+
+
+def test_a_frozen_replica_is_found_out_by_its_silent_backends_and_logins_go_to_the_other(
+    failover_stack, caplog: pytest.LogCaptureFixture
+):
+    """SIGSTOP: the replica's kernel still accepts connections, but nothing answers, as after a
+    VM freeze or a network cut. Idle backends pinged before use (backend_check_after_idle_s = 0)
+    time out, the new backend's login times out, and the login moves to the other replica."""
+    outputs = failover_stack
+    state = StackState.load(Path(outputs["StateDir"]))
+    assert state is not None
+    frozen = next(r for r in state.processes if r.name == "proxy-replica2" and is_ours(r))
+    frozen_port = host_port(instance(outputs, "proxy-replica2")["endpoint"])[1]
+    other_port = host_port(instance(outputs, "proxy-replica1")["endpoint"])[1]
+    password = tenant_passwords(outputs)[1]
+    caplog.set_level(logging.INFO, logger=TEST_PROXY_LOGGER)
+    config = proxy_config_from_stack(outputs, backend_check_after_idle_s=0.0)
+    with ProxyThread(config) as proxy:
+
+        def served_by() -> int:
+            host, port = host_port(proxy.endpoint("read_only"))
+            with (
+                pymysql.connect(
+                    host=host,
+                    port=port,
+                    user="user1",
+                    password=password,
+                    database="user_database1",
+                    ssl=tls_context(outputs["CACertificate"]),
+                    connect_timeout=10,
+                    read_timeout=60,  # old main's ping of a frozen backend never returns
+                ) as connection,
+                connection.cursor() as cursor,
+            ):
+                cursor.execute("SELECT @@port")
+                return int(cursor.fetchone()[0])
+
+        assert {served_by() for _ in range(4)} == {frozen_port, other_port}  # both have idle ones
+        assert is_ours(frozen)
+        os.kill(frozen.pid, signal.SIGSTOP)
+        try:
+            assert [served_by() for _ in range(4)] == [other_port] * 4
+            assert proxy.call(lambda: health_of(proxy)["proxy-replica2"]) is False
+        finally:
+            os.kill(frozen.pid, signal.SIGCONT)
+    downs = [r for r in caplog.records if "target proxy-replica2 is now unhealthy" in r.message]
+    assert [r.levelname for r in downs] == ["WARNING"], [r.message for r in downs]
+
+
+def health_of(proxy: ProxyThread) -> dict[str, bool]:
+    assert proxy.server is not None
+    return {t.target.name: t.is_healthy for t in proxy.server.context.router.targets}
