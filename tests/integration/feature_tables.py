@@ -3,7 +3,11 @@ writer (a tenant may use tables but not create them)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+
+from tests.integration.proxy_thread import ProxyThread, proxy_config_from_stack
 
 
 def writer_of(stack: Any) -> str:
@@ -33,3 +37,11 @@ def create_feature_tables(stack: Any, tenant: str, database: str) -> None:
                 cursor.execute(statement)
     finally:
         connection.close()
+
+
+@contextmanager
+def proxy_over_feature_tables(stack: Any, tenant: str, database: str) -> Iterator[ProxyThread]:
+    """The tenant's feature tables, and a proxy in this process that also takes plain TCP."""
+    create_feature_tables(stack, tenant, database)
+    with ProxyThread(proxy_config_from_stack(stack.outputs, require_tls=False)) as running:
+        yield running

@@ -20,8 +20,8 @@ from tests.integration.clients import (
     mysqlclient_connect,
     pymysql_connect,
 )
-from tests.integration.feature_tables import create_feature_tables, writer_of
-from tests.integration.proxy_thread import ProxyThread, proxy_config_from_stack
+from tests.integration.feature_tables import proxy_over_feature_tables, writer_of
+from tests.integration.proxy_thread import ProxyThread
 
 pytestmark = pytest.mark.integration
 
@@ -44,8 +44,7 @@ DRIVERS: dict[str, Callable[..., Any]] = {
 
 @pytest.fixture(scope="module")
 def proxy(stack: Any) -> Iterator[ProxyThread]:
-    create_feature_tables(stack, TENANT, DATABASE)
-    with ProxyThread(proxy_config_from_stack(stack.outputs, require_tls=False)) as running:
+    with proxy_over_feature_tables(stack, TENANT, DATABASE) as running:
         yield running
 
 

@@ -22,8 +22,8 @@ from tenantproxy.wire.mysql.constants import CapabilityFlags as F
 from tenantproxy.wire.mysql.framing import encode_packet
 from tenantproxy.wire.mysql.response_tracker import ResponseTracker
 from tests.integration.clients import host_port
-from tests.integration.feature_tables import create_feature_tables, writer_of
-from tests.integration.proxy_thread import ProxyThread, proxy_config_from_stack
+from tests.integration.feature_tables import proxy_over_feature_tables, writer_of
+from tests.integration.proxy_thread import ProxyThread
 from tests.integration.raw_client import RawClient
 
 pytestmark = pytest.mark.integration
@@ -36,13 +36,8 @@ MARIADB_EXTENDED = MARIADB_RELAYED_CAPABILITIES
 
 
 @pytest.fixture(scope="module")
-def tables(stack: Any) -> None:
-    create_feature_tables(stack, TENANT, DATABASE)
-
-
-@pytest.fixture(scope="module")
-def proxy(stack: Any, tables: None) -> Iterator[ProxyThread]:
-    with ProxyThread(proxy_config_from_stack(stack.outputs, require_tls=False)) as running:
+def proxy(stack: Any) -> Iterator[ProxyThread]:
+    with proxy_over_feature_tables(stack, TENANT, DATABASE) as running:
         yield running
 
 

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from tests.integration.clients import host_port
-from tests.integration.feature_tables import create_feature_tables, writer_of
-from tests.integration.proxy_thread import ProxyThread, proxy_config_from_stack
+from tests.integration.feature_tables import proxy_over_feature_tables, writer_of
+from tests.integration.proxy_thread import ProxyThread
 
 pytestmark = pytest.mark.integration
 
@@ -30,8 +30,7 @@ SCRIPT = Path(__file__).parent / "node_client" / "json_metadata.js"
 
 @pytest.fixture(scope="module")
 def proxy(stack: Any) -> Iterator[ProxyThread]:
-    create_feature_tables(stack, TENANT, DATABASE)
-    with ProxyThread(proxy_config_from_stack(stack.outputs, require_tls=False)) as running:
+    with proxy_over_feature_tables(stack, TENANT, DATABASE) as running:
         yield running
 
 
