@@ -11,6 +11,21 @@ from tenantproxy.errors import StackError
 from tenantproxy.loadtest.runner import LoadTestOptions, parse_run_time, run
 
 
+def _sweep(options: LoadTestOptions, sweep_text: str, console: Console) -> None:
+    from tenantproxy.loadtest.sweep import parse_sweep, render_sweep_text, run_sweep
+
+    try:
+        steps = parse_sweep(sweep_text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--sweep") from None
+    try:
+        result = run_sweep(options, steps, say=console.print)
+    except StackError as exc:
+        raise click.ClickException(str(exc)) from None
+    console.print(render_sweep_text(result.steps), markup=False, highlight=False)
+    console.print(f"sweep report: {result.index}")
+
+
 def _run_time(ctx: click.Context, param: click.Parameter, value: str) -> int:
     try:
         return parse_run_time(value)
@@ -92,6 +107,16 @@ def _run_time(ctx: click.Context, param: click.Parameter, value: str) -> int:
     help="Tenants the users pick from, 0..N-1 (default: all of the stack's).",
 )
 @click.option(
+    "--sweep",
+    "sweep_text",
+    default=None,
+    metavar="USERS,USERS,...",
+    help="A load sweep: one step per number of users (e.g. 100,200,400,800), each lasting "
+    "--run-time, one after the other against the same stack; writes the per-step table and "
+    "the knee chart (5xx/min and p90 against users) under <report-dir>/sweeps/. --users is "
+    "then ignored.",
+)
+@click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=Path(".tenantproxy"),
@@ -109,6 +134,7 @@ def command(
     wait_max_s: float,
     sample_interval_s: float,
     tenants: int | None,
+    sweep_text: str | None,
     state_dir: Path,
 ) -> None:
     """Load-test the running stack with Locust: the proxy stage against the no-proxy stage.
@@ -136,6 +162,9 @@ def command(
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     console = Console()
+    if sweep_text is not None:
+        _sweep(options, sweep_text, console)
+        return
     try:
         result = run(options, say=console.print)
     except StackError as exc:
