@@ -51,6 +51,7 @@ class PoolCore(Generic[C]):
         idle_timeout_s: float = 300.0,
         borrow_timeout_s: float = 120.0,
         clock: Callable[[], float] = time.monotonic,
+        may_warm_up: Callable[[], bool] = lambda: True,
     ) -> None:
         if max_size < 0 or min_idle < 0 or (max_idle is not None and max_idle < 0):
             raise ValueError(f"pool {name!r}: sizes must be >= 0")
@@ -63,6 +64,8 @@ class PoolCore(Generic[C]):
         self._idle_timeout_s = idle_timeout_s
         self._borrow_timeout_s = borrow_timeout_s
         self._clock = clock
+        # False while the owner knows the target to be down: warming up could only fail.
+        self._may_warm_up = may_warm_up
         self._idle: deque[Backend[C]] = deque()
         self._leased: set[Backend[C]] = set()
         self._connecting: set[Backend[C]] = set()

@@ -1,8 +1,9 @@
 """Pool maintenance: the pass on one pool (``maintain_pool``) and the loop over all pools.
 
 A pass closes broken idle backends and those idle past idle_timeout_s (down to min_idle), then
-warms the pool up to min_idle within its and the budget's caps. One loop serves every pool, so it
-costs one task in all. The pass works on the pool's internals, the way ``Pool`` itself does.
+warms the pool up to min_idle within its and the budget's caps, unless ``may_warm_up`` says no.
+One loop serves every pool, so it costs one task in all. The pass works on the pool's internals,
+the way ``Pool`` itself does.
 """
 
 from __future__ import annotations
@@ -67,7 +68,10 @@ def _broken_or_expired_idle(pool: PoolCore[Any]) -> list[Backend[Any]]:
 
 
 async def _warm_up(pool: PoolCore[Any]) -> None:
-    """Opens backends up to min_idle, if no one waits and the pool and the budget have room."""
+    """Opens backends up to min_idle, if no one waits and the pool and the budget have room,
+    and the owner does not know the target to be down (each failed connect would be logged)."""
+    if not pool._may_warm_up():
+        return
     reserved: list[Backend[Any]] = []
     need = pool._min_idle - len(pool._idle) - pool._n_warming
     while need > 0 and not pool._waiting.count and pool._has_room() and pool._budget.try_take():

@@ -86,6 +86,7 @@ class PoolRegistry:
             max_idle=max_idle,
             idle_timeout_s=self.settings.idle_timeout_s,
             borrow_timeout_s=self.settings.borrow_timeout_s,
+            may_warm_up=lambda: state.is_healthy,
         )
 
     def pools(self) -> Iterator[Pool[BackendConnection]]:

@@ -114,3 +114,14 @@ async def test_run_maintenance_survives_a_failing_pool() -> None:
 
     await run_maintenance(listed, interval_s=0, stop=stop)
     assert good.stats().idle == 1
+
+
+async def test_warm_up_waits_while_the_owner_knows_the_target_to_be_down() -> None:
+    connector = FakeConnector()
+    is_target_up = False
+    pool = make_pool(connector, max_size=5, min_idle=2, may_warm_up=lambda: is_target_up)
+    await pool.maintain()
+    assert (len(connector.opened), pool.stats().connect_failures_total) == (0, 0)
+    is_target_up = True
+    await pool.maintain()
+    assert pool.stats().idle == 2
