@@ -158,3 +158,86 @@ def test_a_clear_text_login_to_a_password_tenant_is_switched_as_mariadb_does(sta
             assert result.returncode == 0, result.stderr
             outputs.append(result.stdout)
     assert outputs[0] == outputs[1] == f"CURRENT_USER()\tDATABASE()\nuser{TENANT}@%\t{HOME}\n"
+
+
+@pytest.fixture(params=["direct", "proxy"])
+def endpoint(request: Any, stack: Any, proxy: ProxyThread) -> str:
+    """Straight to the writer and through the proxy: both must behave alike."""
+    return writer_of(stack) if request.param == "direct" else proxy.endpoint("read_write")
+
+
+LOCK = "fidelity_change_user_lock"
+
+
+def lock_is_free(stack: Any) -> bool:
+    with stack.admin_connect(writer_of(stack)) as admin:
+        return one_value(admin, f"SELECT IS_FREE_LOCK('{LOCK}')") == 1
+
+
+@pytest.mark.parametrize(
+    ("username", "password", "database", "errno"),
+    [
+        ("user8", "wrong", "user_database8", 1045),
+        ("nobody", "wrong", None, 1045),
+        (f"user{TENANT}", None, "user_database8", 1044),  # another tenant's database
+    ],
+    ids=["wrong-password", "unknown-user", "forbidden-database"],
+)
+def test_a_failed_change_user_keeps_the_user_and_database_and_resets_the_session(
+    stack, endpoint, username, password, database, errno
+):
+    import mysql.connector
+
+    connection = connector_connect(**settings(stack, endpoint))
+    try:
+        cursor = connection.cursor()
+        cursor.execute(f"SELECT GET_LOCK('{LOCK}', 0)")
+        assert cursor.fetchone() == (1,)
+        cursor.execute("SET @kept = 'before'")
+        cursor.close()
+        assert not lock_is_free(stack)
+        with pytest.raises(mysql.connector.Error) as caught:
+            connection.cmd_change_user(
+                username=username,
+                password=stack.secret(f"user{TENANT}").password if password is None else password,
+                database=database,
+            )
+        assert caught.value.errno == errno
+        assert lock_is_free(stack)  # gone before the answer came, as MariaDB does it
+        cursor = connection.cursor()
+        cursor.execute("SELECT CURRENT_USER(), DATABASE(), @kept")
+        assert cursor.fetchone() == (f"user{TENANT}@%", HOME, None)
+        cursor.close()
+    finally:
+        connection.close()
+
+
+def test_a_change_user_frees_the_old_users_locks_before_it_answers(stack, endpoint):
+    connection = connector_connect(**settings(stack, endpoint))
+    try:
+        cursor = connection.cursor()
+        cursor.execute(f"SELECT GET_LOCK('{LOCK}', 0)")
+        assert cursor.fetchone() == (1,)
+        cursor.close()
+        connection.cmd_change_user(
+            username="user8", password=stack.secret("user8").password, database="user_database8"
+        )
+        assert lock_is_free(stack)
+        cursor = connection.cursor()
+        cursor.execute("SELECT CURRENT_USER(), DATABASE()")
+        assert cursor.fetchone() == ("user8@%", "user_database8")
+        cursor.close()
+    finally:
+        connection.close()
+
+
+def test_a_change_user_to_the_same_user_lands_in_the_named_database(stack, endpoint):
+    connection = connector_connect(**settings(stack, endpoint))
+    try:
+        connection.cmd_init_db(ELSEWHERE)
+        connection.cmd_change_user(
+            username=f"user{TENANT}", password=stack.secret(f"user{TENANT}").password, database=HOME
+        )
+        assert one_value(connection, "SELECT DATABASE()") == HOME
+    finally:
+        connection.close()

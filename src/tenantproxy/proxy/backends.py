@@ -350,6 +350,16 @@ class BackendConnection(asyncio.Protocol):
             return None
         return Reader(row).bytes_lenenc()
 
+    async def reset_session(self, init_query: str | None) -> None:
+        """Makes the session as a fresh login's: COM_RESET_CONNECTION drops session variables,
+        temporary tables, prepared statements, user locks and any open transaction, and keeps
+        the login and the database the client left it on; then init_query runs, and the schema
+        is learned from the server. Raises BackendError."""
+        await self.run_simple_command(commands.com_reset_connection())
+        if init_query:
+            await self.run_simple_command(commands.com_query(init_query))
+        await self.learn_current_schema()
+
     async def learn_current_schema(self) -> str | None:
         """Asks the server which database this connection is on and remembers the answer.
 

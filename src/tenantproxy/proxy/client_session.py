@@ -25,7 +25,13 @@ from tenantproxy.proxy.authentication import (
 from tenantproxy.proxy.backends import BackendProfile
 from tenantproxy.proxy.client_channel import ClientChannel
 from tenantproxy.proxy.kill import KillRequest, answered_without_a_kill, kill_on_target
-from tenantproxy.proxy.leasing import HeldBackend, LeaseRefused, give_back, lease_backend
+from tenantproxy.proxy.leasing import (
+    HeldBackend,
+    LeaseRefused,
+    give_back,
+    lease_backend,
+    select_schema,
+)
 from tenantproxy.proxy.login_trace import LoginTrace, traced
 from tenantproxy.proxy.mysql_errors import MysqlError
 from tenantproxy.proxy.relay import Relay
@@ -385,15 +391,18 @@ class ClientSession(asyncio.Protocol):
         )
 
     def _refuse_login(self, username: str, verdict: LoginVerdict, sequence_id: int | None) -> None:
+        self._send_error_and_close(self._login_refusal(username, verdict), sequence_id)
+
+    def _login_refusal(self, username: str, verdict: LoginVerdict) -> MysqlError:
+        """Logs and counts a refused login; returns what the client is told."""
         assert self._client is not None
         self._context.log.info(
             "session %d: login refused for %r: %s", self.session_id, username, verdict.reason
         )
         self._context.metrics.count("ClientConnectionsSetupFailedAuth")
-        error = mysql_errors.access_denied(
+        return mysql_errors.access_denied(
             username, self._client.peer_host(), is_password_used=verdict.is_password_used
         )
-        self._send_error_and_close(error, sequence_id=sequence_id)
 
     async def _switch_plugin_at_login(self, plugin_name: str) -> tuple[bytes, bytes]:
         """AuthSwitchRequest during the login; returns the client's answer and the scramble."""
@@ -457,7 +466,9 @@ class ClientSession(asyncio.Protocol):
     # -- COM_CHANGE_USER -------------------------------------------------------------------
 
     async def _change_user(self, payload: bytes) -> None:
-        """Logs the client in again and moves the session to the new user's pool."""
+        """COM_CHANGE_USER as MariaDB does it: the session's state goes first (the held backend
+        is reset where it is, so its user locks are gone before the answer), then the client
+        logs in again. On refusal the session keeps its user and database and goes on."""
         server = self._server
         assert server is not None
         try:
@@ -465,16 +476,62 @@ class ClientSession(asyncio.Protocol):
         except ProtocolError:
             self._send_error_and_close(mysql_errors.MALFORMED_PACKET, sequence_id=1)
             return
+        # The change owns the backend until it answers: a client that leaves meanwhile does
+        # not give it back while a command runs on it.
+        held, self._held = self._held, None
+        relay, self._relay = self._relay, None
+        held = await self._reset_in_place(held, relay)
+        try:
+            error, held = await self._log_in_again(request, held)
+        except ProtocolError:
+            self._give_back_unless_none(held)
+            self._send_error_and_close(mysql_errors.MALFORMED_PACKET)
+            return
+        if self.phase is SessionPhase.CLOSED:
+            self._give_back_unless_none(held)
+            return
+        if held is None or held.connection.is_broken:
+            self._give_back_unless_none(held)
+            lost = error or mysql_errors.backend_unavailable(self._endpoint.name)
+            self._send_error_and_close(lost, sequence_id=self._change_user_sequence_id)
+            return
+        self._held = held
+        answer = self._ok_payload() if error is None else ErrPacket(*error).encode()
+        self._write_packet(answer, self._change_user_sequence_id)
+        self._start_relaying()
+
+    async def _reset_in_place(
+        self, held: HeldBackend | None, relay: Relay | None
+    ) -> HeldBackend | None:
+        """The held backend, reset; None when it could not be (it is then given back broken)."""
+        if held is None:
+            return None
+        is_idle = relay.detach() if relay is not None else not held.connection.is_broken
+        try:
+            if not is_idle:
+                raise BackendError("a response was still on its way")
+            await held.connection.reset_session(self._context.config.init_query)
+        except BackendError as exc:
+            self._context.log.info("session %d: backend not reset: %s", self.session_id, exc)
+            give_back(self._context, held, is_reusable=False)
+            return None
+        return held
+
+    async def _log_in_again(
+        self, request: ComChangeUser, held: HeldBackend | None
+    ) -> tuple[MysqlError | None, HeldBackend | None]:
+        """Checks the new login and moves to its user; returns the refusal, if any, and the
+        backend the session goes on with."""
+        assert self._client is not None
         self._change_user_decoder = PacketDecoder(
             self._context.config.max_packet_bytes, expected_sequence_id=2
         )
         self._change_user_sequence_id = 1  # COM_CHANGE_USER was packet 0
-        secret = await self._context.secrets.find(request.username)
-        if requires_token(secret) and not (self._client is not None and self._client.is_tls):
-            self._context.metrics.count("ClientConnectionsNoTLS")
-            self._send_error_and_close(mysql_errors.INSECURE_TRANSPORT, sequence_id=1)
-            return
         try:
+            secret = await self._context.secrets.find(request.username)
+            if requires_token(secret) and not self._client.is_tls:
+                self._context.metrics.count("ClientConnectionsNoTLS")
+                return mysql_errors.INSECURE_TRANSPORT, held
             verdict = await self._check_credentials(
                 request.username,
                 secret,
@@ -482,25 +539,55 @@ class ClientSession(asyncio.Protocol):
                 request.auth_response,
                 switch_plugin=self._switch_plugin_in_change_user,
             )
-        except ProtocolError:
-            self._send_error_and_close(mysql_errors.MALFORMED_PACKET)
-            return
         finally:
             self._change_user_decoder = None
         if not verdict.is_accepted:
-            self._refuse_login(request.username, verdict, self._change_user_sequence_id)
-            return
-        self._release_backend()
-        if not self._become(request.username):
-            error = mysql_errors.too_many_user_connections(request.username)
-            self._send_error_and_close(error, sequence_id=self._change_user_sequence_id)
-            return
+            return self._login_refusal(request.username, verdict), held
+        return await self._move_to_user(request, held)
+
+    async def _move_to_user(
+        self, request: ComChangeUser, held: HeldBackend | None
+    ) -> tuple[MysqlError | None, HeldBackend | None]:
+        """A backend of the new user on its database, taken before the old one is let go, so
+        that a refusal (the tenant's caps, a database it may not use) leaves the session as it
+        was."""
+        assert self._server is not None
+        new_user = request.username
+        is_new_user = new_user != self.username
+        if is_new_user and not self._context.admit_tenant_client(new_user):
+            return mysql_errors.too_many_user_connections(new_user), held
         profile = BackendProfile.of_client(
-            server.negotiated_capabilities, request.character_set, request.database
+            self._server.negotiated_capabilities, request.character_set, request.database
         )
-        if await self._lease_backend(request.username, profile, request.database):
-            self._write_packet(self._ok_payload(), self._change_user_sequence_id)
-            self._start_relaying()
+        try:
+            if held is not None and not is_new_user and held.connection.profile == profile:
+                await select_schema(held.connection, request.database)
+                new_held = held
+            else:
+                new_held = await lease_backend(
+                    self._context, self._endpoint, new_user, profile, request.database
+                )
+        except LeaseRefused as refused:
+            if is_new_user:
+                self._context.release_tenant_client(new_user)
+            return refused.error, held
+        if self.phase is SessionPhase.CLOSED:  # the client left; its old user was let go
+            if is_new_user:
+                self._context.release_tenant_client(new_user)
+            if new_held is not held:
+                self._give_back_unless_none(new_held)
+            return None, held
+        if is_new_user:
+            if self.username is not None:
+                self._context.release_tenant_client(self.username)
+            self.username = new_user
+        if new_held is not held:
+            self._give_back_unless_none(held)
+        return None, new_held
+
+    def _give_back_unless_none(self, held: HeldBackend | None) -> None:
+        if held is not None:
+            give_back(self._context, held, is_reusable=not held.connection.is_broken)
 
     async def _switch_plugin_in_change_user(self, plugin_name: str) -> tuple[bytes, bytes]:
         """AuthSwitchRequest inside COM_CHANGE_USER, framed here: the command phase counts."""

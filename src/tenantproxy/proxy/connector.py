@@ -182,14 +182,8 @@ class MysqlConnector:
     async def reset(self, conn: BackendConnection) -> None:
         """Makes a backend clean for its next client; raises if it cannot be (the pool then
         closes it)."""
-        # COM_RESET_CONNECTION drops session variables, temporary tables, prepared statements
-        # and any open transaction, and keeps the login and the database the client left it
-        # on, which is why the schema is learned from the server afterwards.
-        await conn.run_simple_command(commands.com_reset_connection())
-        if self._init_query:
-            await conn.run_simple_command(commands.com_query(self._init_query))
-        schema = await conn.learn_current_schema()
-        if not self._profile.has_database and schema is not None:
+        await conn.reset_session(self._init_query)
+        if not self._profile.has_database and conn.current_schema is not None:
             # The client chose a database; nothing can unselect it, so this backend goes.
             raise BackendError(f"{self.target.name}: a database-less backend has a database")
 

@@ -184,5 +184,17 @@ async def _is_on_schema(backend: BackendConnection, database: str | None) -> boo
     return True
 
 
+async def select_schema(backend: BackendConnection, database: str | None) -> None:
+    """COM_INIT_DB on a backend a session holds already (COM_CHANGE_USER to the same user);
+    LeaseRefused with the server's refusal, or when the backend died meanwhile."""
+    try:
+        if await _is_on_schema(backend, database):
+            return
+    except BackendCommandFailed as exc:
+        raise LeaseRefused(_as_mysql_error(exc.error)) from None
+    backend.mark_broken()
+    raise LeaseRefused(mysql_errors.backend_unavailable(backend.target.name))
+
+
 def _as_mysql_error(error: ErrPacket) -> MysqlError:
     return MysqlError(error.error_code, error.sql_state, error.error_message)
