@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,23 @@ def backend_thread_id(connection: Any) -> int:
         return int(cursor.fetchone()[0])
 
 
+def wait_until_reset(proxy: ProxyThread) -> None:
+    """Until every backend given back is reset and idle again (a backend being reset still
+    counts as leased): the reset runs after the client has gone, and a client that comes
+    sooner gets another backend."""
+    assert proxy.server is not None
+    pools = proxy.server.context.pools
+
+    def is_settled() -> bool:
+        return all(p.stats().leased == 0 and p.stats().connecting == 0 for p in pools.pools())
+
+    for _ in range(200):
+        if proxy.call(is_settled):
+            return
+        time.sleep(0.05)
+    raise AssertionError("backends were not given back within 10 s")
+
+
 @pytest.fixture(scope="module")
 def writer_proxy(stack: Any) -> Iterator[ProxyThread]:
     """One target only (the writer endpoint), so that reuse is visible."""
@@ -55,6 +73,7 @@ def test_a_second_client_gets_the_first_clients_backend_warm_and_reset(stack, wr
         default_sql_mode = cursor.fetchone()[0]
         cursor.execute("SET @left_behind = 'first client'")
         cursor.execute("SET SESSION sql_mode = 'ANSI_QUOTES'")
+    wait_until_reset(writer_proxy)
     with pymysql_connect(**settings) as second, second.cursor() as cursor:
         assert backend_thread_id(second) == first_id
         cursor.execute("SELECT @left_behind, @@SESSION.sql_mode")
