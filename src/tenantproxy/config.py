@@ -127,6 +127,8 @@ class ProxyConfig(_Strict):
     max_idle_connections_percent: int = Field(default=50, ge=0, le=100)
     connection_borrow_timeout_s: float = Field(default=120.0, gt=0, le=300)
     idle_client_timeout_s: float = Field(default=1800.0, gt=0)
+    # MariaDB's connect_timeout: a client has this long from its accept to finish its login.
+    login_timeout_s: float = Field(default=10.0, gt=0)
     init_query: str | None = None
 
     # Pools: one per (target, db user).

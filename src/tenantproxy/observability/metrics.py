@@ -21,6 +21,10 @@ COUNTER_NAMES = (
     # bytes on the wire (compressed headers included) and the packet stream they carry.
     "ClientBytesCompressed",
     "ClientBytesUncompressed",
+    # Not RDS Proxy's: hostile or broken clients (proxy/client_errors.py, proxy/admission.py).
+    "ClientErrors",
+    "ClientErrorsNotLogged",
+    "ClientLoginTimeouts",
 )
 
 

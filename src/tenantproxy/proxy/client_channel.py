@@ -14,6 +14,10 @@ from tenantproxy.observability.metrics import Metrics
 from tenantproxy.proxy.tls import TlsChannel
 from tenantproxy.wire.mysql.compression import CompressedStream
 
+# A client that does not read what the proxy sent before closing loses it after this long; the
+# socket is not held for it.
+_FLUSH_BEFORE_CLOSE_S = 10.0
+
 
 class ClientChannel:
     """Bytes to and from one client, through TLS once it has started."""
@@ -29,6 +33,17 @@ class ClientChannel:
     @property
     def is_tls(self) -> bool:
         return self._tls is not None
+
+    @property
+    def is_tls_handshaking(self) -> bool:
+        """TLS has started and its handshake has not finished: nothing can be written."""
+        return self._tls is not None and not self._tls.is_handshake_done
+
+    @property
+    def is_closed_by_peer(self) -> bool:
+        """The client sent TLS close_notify: it has said its last word (a TCP FIN shows as
+        connection_lost instead)."""
+        return self._tls is not None and self._tls.is_closed_by_peer
 
     def peer_host(self) -> str:
         peer = self._transport.get_extra_info("peername")
@@ -70,7 +85,11 @@ class ClientChannel:
         if self._compression is not None:
             data = self._compress(data)
         if self._tls is not None:
-            data = self._tls.encrypt(data)
+            try:
+                data = self._tls.encrypt(data)
+            except ssl.SSLError:  # no TLS session to carry it: nothing more can be said
+                transport.abort()
+                return
         transport.write(data)
 
     def _decompress(self, data: bytes) -> bytes:
@@ -99,9 +118,16 @@ class ClientChannel:
             self._transport.resume_reading()
 
     def close(self) -> None:
-        """Closes after what was written has been sent."""
-        if not self._transport.is_closing():
-            self._transport.close()
+        """Closes after what was written has been sent (with TLS, our close_notify last), and
+        aborts if the client has not read it all within _FLUSH_BEFORE_CLOSE_S."""
+        transport = self._transport
+        if transport.is_closing():
+            return
+        if self._tls is not None:
+            transport.write(self._tls.close_notify())
+        transport.close()
+        if transport.get_write_buffer_size():
+            asyncio.get_running_loop().call_later(_FLUSH_BEFORE_CLOSE_S, transport.abort)
 
     def abort(self) -> None:
         self._transport.abort()

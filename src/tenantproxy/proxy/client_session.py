@@ -12,7 +12,7 @@ import asyncio
 import enum
 import ssl
 import time
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from tenantproxy.errors import BackendError
 from tenantproxy.proxy import mysql_errors
@@ -52,7 +52,7 @@ from tenantproxy.wire.mysql.responses import ErrPacket, OkPacket
 from tenantproxy.wire.mysql.server_connection import ServerConnection, ServerPhase
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Coroutine
 
     from tenantproxy.config import EndpointConfig
     from tenantproxy.proxy.server import ProxyContext
@@ -76,8 +76,6 @@ ALLOWED_TRANSITIONS: dict[SessionPhase, set[SessionPhase]] = {
 
 # The first packet (SSLRequest or HandshakeResponse41) is small; anything larger is garbage.
 _MAX_FIRST_PACKET_BYTES = 64 * 1024
-# MariaDB's connect_timeout default: a client must finish its login within it.
-_HANDSHAKE_TIMEOUT_S = 10.0
 
 
 class ClientSession(asyncio.Protocol):
@@ -129,16 +127,26 @@ class ClientSession(asyncio.Protocol):
             max_packet_bytes=config.max_packet_bytes,
         )
         self._context.sessions[self.session_id] = self
+        # MariaDB's connect_timeout: the client has this long to say its part of the login.
+        self._login_deadline = asyncio.get_running_loop().time() + config.login_timeout_s
         client.write(self._server.initial_handshake())
-        self._context.spawn(self._log_in())
+        self._context.spawn(self._guarded(self._log_in()))
 
     def data_received(self, data: bytes) -> None:
         self.last_activity = time.monotonic()
-        assert self._client is not None
         try:
-            data = self._client.decrypt(data)
-        except ssl.SSLError:
-            self._client.abort()
+            self._receive(data)
+        except Exception as exc:  # a defect a client's bytes reached: that client goes
+            self._close_after_unexpected(exc)
+
+    def _receive(self, data: bytes) -> None:
+        client = self._client
+        assert client is not None
+        try:
+            data = client.decrypt(data)
+        except ssl.SSLError as exc:
+            self._context.client_errors.report(self.session_id, f"broken TLS: {exc}")
+            client.abort()
             self._end_session()
             return
         except ProtocolError:  # a compressed packet that is not what its header says
@@ -149,6 +157,8 @@ class ClientSession(asyncio.Protocol):
         elif data:
             self._pending += data
             self._inbox.set()
+        if client.is_closed_by_peer:  # TLS close_notify: the end, as a TCP FIN would be
+            self._close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._inbox.set()
@@ -168,6 +178,7 @@ class ClientSession(asyncio.Protocol):
         self._close()
 
     def fail(self, error: MysqlError) -> None:
+        self._context.client_errors.report(self.session_id, f"ERROR {error.code}: {error.message}")
         self._send_error_and_close(error, sequence_id=1)
 
     def backend_lost(self) -> None:
@@ -178,7 +189,7 @@ class ClientSession(asyncio.Protocol):
     def change_user(self, payload: bytes, later: bytes) -> None:
         self._move_to(SessionPhase.ANSWERING)
         self._pending = later
-        self._context.spawn(self._change_user(payload))
+        self._context.spawn(self._guarded(self._change_user(payload)))
 
     def kill(self, request: KillRequest, later: bytes) -> bool:
         """KILL of a proxy session id (the id a handshake gave). The answer comes from this
@@ -251,16 +262,43 @@ class ClientSession(asyncio.Protocol):
 
     # -- login -----------------------------------------------------------------------------
 
+    async def _guarded(self, steps: Coroutine[Any, Any, None]) -> None:
+        """Runs the session's own background steps; a defect they hit closes this client with
+        one log line instead of a traceback."""
+        try:
+            await steps
+        except Exception as exc:
+            self._close_after_unexpected(exc)
+
+    def _close_after_unexpected(self, exc: Exception) -> None:
+        self._context.client_errors.unexpected(self.session_id, exc)
+        if self._client is not None:
+            self._client.abort()
+        self._end_session()
+
     async def _log_in(self) -> None:
+        errors = self._context.client_errors
         try:
             await self._log_in_steps()
         except TimeoutError:
-            self._context.log.info("session %d: handshake timed out", self.session_id)
-            self._send_error_and_close(mysql_errors.BAD_HANDSHAKE)
+            self._context.metrics.count("ClientLoginTimeouts")
+            errors.report(self.session_id, "login not finished by login_timeout_s")
+            self._close_at_login_deadline()
         except PacketTooLarge:
+            errors.report(self.session_id, "handshake packet too large")
             self._send_error_and_close(mysql_errors.PACKET_TOO_LARGE)
         except (ProtocolError, ssl.SSLError) as exc:
-            self._context.log.info("session %d: bad handshake: %s", self.session_id, exc)
+            errors.report(self.session_id, f"bad handshake: {exc}")
+            self._send_error_and_close(mysql_errors.BAD_HANDSHAKE)
+
+    def _close_at_login_deadline(self) -> None:
+        """ERR 1043 when it can be said; inside a TLS handshake that never finished nothing can
+        (the ERR would have to be encrypted), so the connection is cut."""
+        assert self._client is not None
+        if self._client.is_tls_handshaking:
+            self._client.abort()
+            self._end_session()
+        else:
             self._send_error_and_close(mysql_errors.BAD_HANDSHAKE)
 
     async def _log_in_steps(self) -> None:
@@ -282,10 +320,11 @@ class ClientSession(asyncio.Protocol):
             if self.phase is SessionPhase.CLOSED:
                 raise ProtocolError("client left during the handshake")
             if not self._feed_server():
-                # The client has connect_timeout to say its part; waiting for a backend
-                # afterwards is bounded by the borrow timeout instead.
+                # The client has until the login deadline to say its part; waiting for a
+                # backend afterwards is bounded by the borrow timeout instead.
                 self._inbox.clear()
-                await asyncio.wait_for(self._inbox.wait(), _HANDSHAKE_TIMEOUT_S)
+                time_left_s = self._login_deadline - asyncio.get_running_loop().time()
+                await asyncio.wait_for(self._inbox.wait(), max(0.0, time_left_s))
 
     def _feed_server(self) -> bool:
         """Gives pending plaintext to the ServerConnection; False when there is none."""
@@ -396,8 +435,8 @@ class ClientSession(asyncio.Protocol):
     def _login_refusal(self, username: str, verdict: LoginVerdict) -> MysqlError:
         """Logs and counts a refused login; returns what the client is told."""
         assert self._client is not None
-        self._context.log.info(
-            "session %d: login refused for %r: %s", self.session_id, username, verdict.reason
+        self._context.client_errors.report(
+            self.session_id, f"login refused for {username!r}: {verdict.reason}"
         )
         self._context.metrics.count("ClientConnectionsSetupFailedAuth")
         return mysql_errors.access_denied(

@@ -22,6 +22,7 @@ from tenantproxy.observability.metrics import Metrics
 from tenantproxy.observability.prometheus import serve_metrics
 from tenantproxy.pool import run_maintenance
 from tenantproxy.proxy.backends import MARIADB_RELAYED_CAPABILITIES, RELAYED_CAPABILITIES
+from tenantproxy.proxy.client_errors import ClientErrorLog
 from tenantproxy.proxy.client_session import ClientSession
 from tenantproxy.proxy.exported_metrics import proxy_families
 from tenantproxy.proxy.health import HealthChecker
@@ -83,6 +84,10 @@ class ProxyContext:
         default_factory=lambda: itertools.count(SESSION_ID_BASE)
     )
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    client_errors: ClientErrorLog = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.client_errors = ClientErrorLog(self.log, self.metrics)
 
     def server_version(self) -> str:
         return (

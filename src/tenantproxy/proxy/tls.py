@@ -7,6 +7,7 @@ bytes that were already read; an ``ssl.SSLObject`` over ``MemoryBIO``s can, so n
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 from pathlib import Path
 
@@ -33,13 +34,15 @@ def client_context(ca_file: Path | None) -> ssl.SSLContext:
 class TlsChannel:
     """One TLS server session: ciphertext in, plaintext out, and the reverse."""
 
-    __slots__ = ("_incoming", "_outgoing", "_tls", "is_handshake_done")
+    __slots__ = ("_incoming", "_outgoing", "_tls", "is_closed_by_peer", "is_handshake_done")
 
     def __init__(self, context: ssl.SSLContext) -> None:
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
         self._tls = context.wrap_bio(self._incoming, self._outgoing, server_side=True)
         self.is_handshake_done = False
+        # The peer sent close_notify: it will send nothing more, whatever TCP still allows.
+        self.is_closed_by_peer = False
 
     def receive_encrypted(self, data: bytes) -> bytes:
         """Feeds bytes from the network; returns the plaintext they complete (maybe empty).
@@ -59,19 +62,33 @@ class TlsChannel:
         while self._incoming.pending or self._tls.pending():
             try:
                 chunk = self._tls.read(_READ_CHUNK_BYTES)
-            except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+            except ssl.SSLWantReadError:
                 break
-            if not chunk:
+            except ssl.SSLZeroReturnError:
+                chunk = b""
+            if not chunk:  # how the ssl module reports close_notify (SSL_ERROR_ZERO_RETURN)
+                self.is_closed_by_peer = True
                 break
             chunks.append(chunk)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def encrypt(self, plaintext: bytes) -> bytes:
-        """Returns the records carrying plaintext."""
+        """Returns the records carrying plaintext.
+
+        Raises ssl.SSLError when there is no TLS session to carry them (the handshake has not
+        finished, or failed)."""
         view = memoryview(plaintext)
         while view:
             written = self._tls.write(view)
             view = view[written:]
+        return self._outgoing.read()
+
+    def close_notify(self) -> bytes:
+        """The close_notify alert to send before closing; empty when TLS is not up."""
+        if self.is_handshake_done:
+            # unwrap() sends ours, then wants the peer's, which nobody waits for.
+            with contextlib.suppress(ssl.SSLError):
+                self._tls.unwrap()
         return self._outgoing.read()
 
     def pending_encrypted(self) -> bytes:

@@ -68,3 +68,23 @@ def test_garbage_instead_of_a_client_hello_raises_an_ssl_error(certificates):
     channel = TlsChannel(server_context(certificates.server_cert, certificates.server_key))
     with pytest.raises(ssl.SSLError):
         channel.receive_encrypted(b"GET / HTTP/1.1\r\n\r\n" * 4)
+
+
+def test_close_notify_after_data_is_seen_and_the_data_kept(certificates):
+    channel = TlsChannel(server_context(certificates.server_cert, certificates.server_key))
+    client, c_in, c_out = client_side(certificates.ca_cert)
+    handshake(channel, client, c_in, c_out)
+    client.write(b"last words")
+    with pytest.raises(ssl.SSLWantReadError):  # it sends close_notify, then waits for ours
+        client.unwrap()
+    assert channel.receive_encrypted(c_out.read()) == b"last words"
+    assert channel.is_closed_by_peer
+    c_in.write(channel.close_notify())
+    client.unwrap()  # our close_notify completes the client's shutdown
+
+
+def test_nothing_can_be_encrypted_before_the_handshake_finishes(certificates):
+    channel = TlsChannel(server_context(certificates.server_cert, certificates.server_key))
+    with pytest.raises(ssl.SSLError):
+        channel.encrypt(b"\x07\x00\x00\x02\xff\x13\x04Bad handshake")
+    assert channel.close_notify() == b""
