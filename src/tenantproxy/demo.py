@@ -99,11 +99,18 @@ class ScriptedSession:
             return
         host, port = endpoint.rsplit(":", 1)
         secret = self._secrets.get(f"{SECRET_PREFIX}user{tenant}")
+        password = secret.password
+        if self._outputs.get("NoProxyAuth") == "token" and self._access is not None:
+            # The no-proxy cluster checks db-auth tokens itself (noproxy_auth = "token").
+            credentials = self._access.assume(
+                secret.username, resource_id=self._outputs["NoProxyResourceId"]
+            )
+            password = self._access.token(credentials, host, int(port), secret.username)
         connection = pymysql.connect(
             host=host,
             port=int(port),
             user=secret.username,
-            password=secret.password,
+            password=password,
             database=secret.dbname,
             ssl=self._tls,
             connect_timeout=10,

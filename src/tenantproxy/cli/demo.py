@@ -72,7 +72,7 @@ def command(
     """Bring the stack up, show a scripted session, load-test proxy against no proxy, report,
     and bring the stack down. Prints the summary table and the report's path."""
     from tenantproxy.demo import ScriptedSession
-    from tenantproxy.loadtest.report import summary_table
+    from tenantproxy.loadtest.report import findings_table, summary_table
     from tenantproxy.loadtest.runner import LoadTestOptions, run
     from tenantproxy.stack import down, up
     from tenantproxy.stack.settings import load_stack_settings
@@ -97,6 +97,8 @@ def command(
             )
             run_result = run(options, say=console.print)
             console.print(summary_table(run_result.run_dir), markup=False, highlight=False)
+            console.rule("findings of the write-up, measured here")
+            console.print(findings_table(run_result.run_dir), markup=False, highlight=False)
             console.print(f"report: {run_result.report_index}")
         finally:
             if keep or result.was_running:

@@ -164,3 +164,15 @@ def render_findings_markdown(items: list[Finding]) -> str:
     lines = ["| " + " | ".join(HEADER) + " |", "| --- | --- | --- | --- |"]
     lines += ["| " + " | ".join(row) + " |" for row in finding_rows(items)]
     return "\n".join(lines) + "\n"
+
+
+def render_findings_text(items: list[Finding]) -> str:
+    """The findings as a plain-text table for the terminal (the verdict with its reason last)."""
+    if not items:
+        return "(no findings: the run lacks one of the stages)\n"
+    rows = [HEADER, *finding_rows(items)]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = ["  ".join([*(c.ljust(w) for c, w in zip(row[:3], widths, strict=True)), row[3]])
+             for row in rows]  # fmt: skip
+    lines.insert(1, "  ".join("-" * w for w in [*widths, len(HEADER[3])]))
+    return "\n".join(line.rstrip() for line in lines) + "\n"

@@ -28,6 +28,7 @@ from tenantproxy.loadtest.findings import (
     finding_rows,
     findings,
     render_findings_markdown,
+    render_findings_text,
 )
 from tenantproxy.loadtest.report_charts import (
     STAGE_COLOURS,
@@ -47,7 +48,14 @@ from tenantproxy.loadtest.report_summary import (
     summary_rows,
 )
 
-__all__ = ["Summary", "build_report", "render_summary_text", "summarize_run", "summary_table"]
+__all__ = [
+    "Summary",
+    "build_report",
+    "findings_table",
+    "render_summary_text",
+    "summarize_run",
+    "summary_table",
+]
 
 TITLE = "Load test: proxy against no proxy"
 # run.json should hold no secrets; should one slip in, the report does not repeat it.
@@ -95,6 +103,13 @@ def build_report(run_dir: Path) -> Path:
 def summarize_run(run_dir: Path) -> Summary:
     """The summary of the run in ``run_dir``, without writing anything."""
     return _summarize(Path(run_dir), RunSamples.read(Path(run_dir) / "samples.csv"))
+
+
+def findings_table(run_dir: Path) -> str:
+    """The findings of the run in ``run_dir`` as a plain-text table for the terminal."""
+    samples = RunSamples.read(Path(run_dir) / "samples.csv")
+    summary = _summarize(Path(run_dir), samples)
+    return render_findings_text(render_findings(summary, samples))
 
 
 def summary_table(run_dir: Path) -> str:
