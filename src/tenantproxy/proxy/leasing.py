@@ -68,11 +68,12 @@ async def lease_backend(
     the lease tried again on another healthy target of the endpoint, all within
     connection_borrow_timeout_s: a replica that just died gets no more logins.
     """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + context.config.connection_borrow_timeout_s
     tried: set[str] = set()
-    deadline: float | None = None  # set at the first retry: the first try is the pool's own
     while (target := context.router.pick(endpoint.role, avoid=tried)) is not None:
         try:
-            if deadline is None:
+            if not tried:  # the first try: the pool's own borrow timeout bounds it
                 held = await _lease_on(context, target, db_user, profile, database)
             else:
                 async with asyncio.timeout_at(deadline):
@@ -87,9 +88,6 @@ async def lease_backend(
             target.active_leases += 1
             return held
         tried.add(target.target.name)
-        if deadline is None:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + context.config.connection_borrow_timeout_s
     raise LeaseRefused(mysql_errors.backend_unavailable(endpoint.name))
 
 
