@@ -1,13 +1,18 @@
-"""OpenTelemetry spans of the proxy over the stack's real databases: a client's ``traceparent``
-connect attribute makes the proxy's spans (client login, token check, borrow wait, backend
-query) children of the caller's span; an unsampled caller gets none."""
+"""OpenTelemetry spans over the stack's real databases: a client's ``traceparent`` connect
+attribute makes the proxy's spans (client login, token check, borrow wait, backend query) children
+of the caller's span, an unsampled caller gets none; a request to the access API is one trace
+across the access API (invoke → AssumeRole → token → connect → TLS → login → query → close) and
+the proxy."""
 
 from __future__ import annotations
 
+import itertools
 import secrets
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tenantproxy.config import TracingConfig
@@ -15,6 +20,7 @@ from tenantproxy.observability.tracing import read_spans
 from tests.integration.clients import ca_path, connector_connect
 from tests.integration.conftest import RunningStack
 from tests.integration.proxy_thread import ProxyThread, proxy_config_from_stack
+from tests.integration.tenant_secrets import tokens_required_for
 
 pytestmark = pytest.mark.integration
 
@@ -85,3 +91,80 @@ def test_a_malformed_traceparent_is_ignored_and_the_login_works(
     stack: RunningStack, tmp_path: Path
 ) -> None:
     assert traced_query(stack, tmp_path / "spans.jsonl", "00-not-a-trace-context-01") == []
+
+
+# --- the stack's access API and proxy, one trace per request -----------------------------------
+
+API_TENANT = 9
+ACCESS_API_STEPS = ["AssumeRole", "db-auth token", "connect", "TLS", "login", "query", "close"]
+
+
+def spans_of_trace(traces_dir: Path, stage: str, tenant: int) -> list[dict[str, Any]]:
+    """The spans of the latest trace of this stage and tenant, from every spans file; waits for
+    the batch processors to write them (they export every half second)."""
+    deadline = time.monotonic() + 20
+    while True:
+        spans = read_spans(sorted(traces_dir.glob("*.jsonl")))
+        roots = [
+            s
+            for s in spans
+            if s["name"] == "invoke"
+            and s["attributes"].get("tenantproxy.stage") == stage
+            and s["attributes"].get("tenantproxy.tenant") == tenant
+        ]
+        if roots:
+            trace_id = max(roots, key=lambda s: s["start_ns"])["trace_id"]
+            found = [s for s in spans if s["trace_id"] == trace_id]
+            if stage == "noproxy" or len({s["service"] for s in found}) == 2:
+                return found
+        assert time.monotonic() < deadline, "the trace's spans were not written"
+        time.sleep(0.2)
+
+
+def test_a_proxy_stage_request_is_one_trace_across_the_access_api_and_the_proxy(
+    stack: RunningStack,
+) -> None:
+    with tokens_required_for(stack.outputs, [f"user{API_TENANT}"]):
+        response = httpx.get(
+            f"{stack.outputs['APIGatewayURL']}/proxy_stage",
+            params={"tenant": API_TENANT},
+            timeout=30,
+        )
+    assert response.status_code == 200, response.text
+    spans = spans_of_trace(Path(stack.outputs["TracesDir"]), "proxy", API_TENANT)
+
+    by_name = {(s["service"], s["name"]): s for s in spans}
+    root = by_name[("accessapi", "invoke")]
+    steps = sorted((s for s in spans if s["parent_id"] == root["span_id"]
+                    and s["service"] == "accessapi"), key=lambda s: s["start_ns"])  # fmt: skip
+    assert [s["name"] for s in steps] == ACCESS_API_STEPS
+    for earlier, later in itertools.pairwise(steps):
+        assert earlier["end_ns"] <= later["start_ns"] + 1_000_000  # in order; 1 ms of clock skew
+    assert root["start_ns"] <= steps[0]["start_ns"] and steps[-1]["end_ns"] <= root["end_ns"]
+    assert by_name[("accessapi", "AssumeRole")]["attributes"]["peer.service"] == "identity"
+    assert by_name[("accessapi", "login")]["attributes"]["peer.service"] == "proxy"
+    assert root["attributes"]["http.response.status_code"] == 200
+    # The proxy's spans are children of the invoke span: the connect attribute carried it.
+    login = by_name[("proxy", "client login")]
+    query = by_name[("proxy", "backend query")]
+    assert login["parent_id"] == root["span_id"] == query["parent_id"]
+    assert by_name[("proxy", "token check")]["parent_id"] == login["span_id"]
+    assert by_name[("accessapi", "connect")]["start_ns"] <= login["start_ns"] + 1_000_000
+    assert login["end_ns"] <= by_name[("accessapi", "login")]["end_ns"] + 1_000_000
+
+
+def test_a_no_proxy_stage_request_is_traced_by_the_access_api_alone(
+    stack: RunningStack,
+) -> None:
+    response = httpx.get(
+        f"{stack.outputs['APIGatewayURL']}/no_proxy_stage", params={"tenant": API_TENANT},
+        timeout=30,
+    )  # fmt: skip
+    assert response.status_code == 200, response.text
+    spans = spans_of_trace(Path(stack.outputs["TracesDir"]), "noproxy", API_TENANT)
+
+    assert {s["service"] for s in spans} == {"accessapi"}
+    names = {s["name"] for s in spans}
+    assert {"invoke", "connect", "TLS", "login", "query", "close"} <= names
+    login = next(s for s in spans if s["name"] == "login")
+    assert login["attributes"]["peer.service"] == "mariadb"

@@ -25,6 +25,12 @@ from starlette.routing import Route
 
 from tenantproxy.accessapi.config import AccessApiConfig
 from tenantproxy.accessapi.database import tls_context
+from tenantproxy.accessapi.invocation_trace import (
+    NOT_TRACED,
+    SERVICE_NAME,
+    InvocationTrace,
+    Steps,
+)
 from tenantproxy.accessapi.metrics import AccessApiMetrics, StageMetrics
 from tenantproxy.accessapi.stages import (
     InvocationFailed,
@@ -36,6 +42,7 @@ from tenantproxy.accessapi.stages import (
     TokenForReplica,
 )
 from tenantproxy.identity.access import TenantAccess
+from tenantproxy.observability.tracing import Tracing, start_tracing
 from tenantproxy.secretstore import FileSecretStore
 
 log = logging.getLogger("tenantproxy.accessapi")
@@ -53,23 +60,33 @@ class StageEndpoint:
     """One stage: admission against its concurrency limit, the invocation, its metrics."""
 
     def __init__(
-        self, name: str, stage: Stage, metrics: StageMetrics, config: AccessApiConfig
+        self,
+        name: str,
+        stage: Stage,
+        metrics: StageMetrics,
+        config: AccessApiConfig,
+        tracing: Tracing | None = None,
     ) -> None:
         self.name = name
         self._stage = stage
         self._metrics = metrics
+        self._tracing = tracing
         self._limit = config.concurrency_limit
         self._tenants = config.tenants
         self._hold_s = config.hold_ms / 1000
 
     async def handle(self, request: Request) -> Response:
         started = time.perf_counter()
+        trace = InvocationTrace.begin(self._tracing, self.name)
         self._metrics.received()
-        response = await self._answer(request)
+        response = await self._answer(request, trace or NOT_TRACED)
         self._metrics.answered(response.status_code, (time.perf_counter() - started) * 1000)
+        if trace is not None:
+            tenant = self._tenant(request)
+            trace.end(response.status_code, tenant if isinstance(tenant, int) else None)
         return response
 
-    async def _answer(self, request: Request) -> Response:
+    async def _answer(self, request: Request, trace: Steps) -> Response:
         # API Gateway throttles before Lambda runs the function, which then parses the input.
         if self._metrics.in_flight >= self._limit:
             return PlainTextResponse(
@@ -83,7 +100,7 @@ class StageEndpoint:
             if isinstance(tenant, str):
                 return PlainTextResponse(tenant, status_code=400)
             try:
-                rows = await self._stage.invoke(tenant)
+                rows = await self._stage.invoke(tenant, trace)
             except InvocationFailed as exc:
                 log.warning("%s stage, tenant %d: %s", self.name, tenant, exc)
                 return PlainTextResponse("Internal Server Error", status_code=500)
@@ -125,6 +142,12 @@ def build_access_api(config: AccessApiConfig) -> Starlette:
     store = FileSecretStore(config.secret_store, Path(config.secrets_key_file).read_bytes())
     common: dict[str, Any] = {"rows": config.rows, "connect_timeout_s": config.connect_timeout_s}
     metrics = AccessApiMetrics()
+    tracing = start_tracing(
+        SERVICE_NAME,
+        sample_ratio=config.tracing.sample_ratio,
+        spans_file=config.tracing.spans_file,
+        otlp_endpoint=config.tracing.otlp_endpoint,
+    )
     proxy = ProxyStage(
         access,
         config.proxy_reader_endpoint,
@@ -152,15 +175,18 @@ def build_access_api(config: AccessApiConfig) -> Starlette:
             yield
         finally:
             executor.shutdown(wait=False, cancel_futures=True)
+            if tracing is not None:
+                tracing.shutdown()  # exports the spans still queued
 
     routes = [
         # Bound methods: Starlette treats other callables as raw ASGI apps.
         Route(
-            "/proxy_stage", StageEndpoint("proxy", proxy, metrics.stages["proxy"], config).handle
+            "/proxy_stage",
+            StageEndpoint("proxy", proxy, metrics.stages["proxy"], config, tracing).handle,
         ),
         Route(
             "/no_proxy_stage",
-            StageEndpoint("noproxy", noproxy, metrics.stages["noproxy"], config).handle,
+            StageEndpoint("noproxy", noproxy, metrics.stages["noproxy"], config, tracing).handle,
         ),
         Route("/metrics", metrics_endpoint),
         Route("/healthz", healthz),

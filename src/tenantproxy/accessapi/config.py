@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tenantproxy.config import describe_validation_error
+from tenantproxy.config import TracingConfig, describe_validation_error
 from tenantproxy.errors import ConfigError
 
 # outputs.json key -> AccessApiConfig field
@@ -65,6 +65,8 @@ class AccessApiConfig(BaseModel):
     scope_override: str | None = None
     # Test-only: hold each admitted request this long before answering (deterministic 429s).
     hold_ms: int = Field(default=0, ge=0)
+    # Spans per invocation (invoke, AssumeRole, token, connect, TLS, login, query, close).
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
 
     outputs_file: Path | None = Field(default=None, description="the stack's outputs.json")
     proxy_reader_endpoint: str = Field(pattern=r"^[^:]+:\d+$")

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import random
 import ssl
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncmy
+from asyncmy.connection import Connection
 from asyncmy.cursors import DictCursor
+
+from tenantproxy.accessapi.invocation_trace import NOT_TRACED, Steps
+from tenantproxy.observability.tracing import TRACEPARENT
 
 QUERY_IDS = 5
 
@@ -50,11 +54,41 @@ class Login:
         return f"Login({self.user!r}@{self.host}:{self.port}/{self.database})"
 
 
+class TimedConnection(Connection):
+    """asyncmy's connection, noting the moments its connect passes: the server's greeting, and
+    the HandshakeResponse41 (the packet written after the SSLRequest and the TLS handshake)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
+        self.greeted_ns = 0
+        self.tls_done_ns = 0
+        self._packets_written = 0
+
+    async def _get_server_information(self) -> None:
+        await super()._get_server_information()  # type: ignore[misc]
+        self.greeted_ns = time.time_ns()
+
+    def write_packet(self, payload: bytes) -> None:
+        self._packets_written += 1
+        if self._packets_written == 2:  # 1: SSLRequest; 2: HandshakeResponse41, inside TLS
+            self.tls_done_ns = time.time_ns()
+        super().write_packet(payload)
+
+
 async def query_once(
-    login: Login, ids: Sequence[int], tls: ssl.SSLContext, connect_timeout_s: float
+    login: Login,
+    ids: Sequence[int],
+    tls: ssl.SSLContext,
+    connect_timeout_s: float,
+    trace: Steps = NOT_TRACED,
+    *,
+    peer: str = "mariadb",
 ) -> list[dict[str, Any]]:
-    """Connects, runs the SELECT, closes (sending COM_QUIT); the rows as column → value."""
-    connection = await asyncmy.connect(
+    """Connects, runs the SELECT, closes (sending COM_QUIT); the rows as column → value.
+
+    ``trace`` gets the steps connect, TLS, login, query and close; its context travels to the
+    server as the ``traceparent`` connect attribute."""
+    connection = TimedConnection(
         host=login.host,
         port=login.port,
         user=login.user,
@@ -64,12 +98,32 @@ async def query_once(
         autocommit=True,
         connect_timeout=max(1, round(connect_timeout_s)),
     )
+    if trace.traceparent is not None:
+        # asyncmy has no public option for attributes besides program_name.
+        connection._connect_attrs[TRACEPARENT] = trace.traceparent  # type: ignore[attr-defined]
+    attributes = {"peer.service": peer, "server.address": f"{login.host}:{login.port}"}
+    started = time.time_ns()
+    await connection.connect()
+    _record_connect(trace, connection, started, attributes)
     try:
-        async with connection.cursor(DictCursor) as cursor:
-            await cursor.execute(select_sql(ids))
-            rows: list[dict[str, Any]] = list(await cursor.fetchall())
+        with trace.step("query", attributes=attributes):
+            async with connection.cursor(DictCursor) as cursor:
+                await cursor.execute(select_sql(ids))
+                rows: list[dict[str, Any]] = list(await cursor.fetchall())
     except BaseException:
         connection.close()
         raise
-    await connection.ensure_closed()
+    with trace.step("close", attributes=attributes):
+        await connection.ensure_closed()
     return rows
+
+
+def _record_connect(
+    trace: Steps, connection: TimedConnection, started_ns: int, attributes: dict[str, str]
+) -> None:
+    logged_in = time.time_ns()
+    greeted = connection.greeted_ns or logged_in
+    tls_done = connection.tls_done_ns or greeted
+    trace.record("connect", started_ns, greeted, attributes=attributes)
+    trace.record("TLS", greeted, tls_done, attributes=attributes)
+    trace.record("login", tls_done, logged_in, attributes=attributes)

@@ -19,12 +19,16 @@ from collections.abc import Sequence
 from concurrent.futures import Executor
 from typing import Any, Protocol
 
+from opentelemetry.trace import SpanKind
+
 from tenantproxy.accessapi.database import Login, query_once, random_ids
+from tenantproxy.accessapi.invocation_trace import NOT_TRACED, Steps
 from tenantproxy.errors import TenantProxyError
 from tenantproxy.identity.access import TenantAccess
 from tenantproxy.secretstore import SecretStore
 
 Rows = list[dict[str, Any]]
+IDENTITY_PEER = {"peer.service": "identity"}
 
 
 class InvocationFailed(TenantProxyError):
@@ -32,7 +36,7 @@ class InvocationFailed(TenantProxyError):
 
 
 class Stage(Protocol):
-    async def invoke(self, tenant: int) -> Rows: ...
+    async def invoke(self, tenant: int, trace: Steps = NOT_TRACED) -> Rows: ...
 
 
 def split_endpoint(endpoint: str) -> tuple[str, int]:
@@ -71,25 +75,32 @@ class ProxyStage:
         self._scope_override = scope_override
         self._random = random.Random()
 
-    async def invoke(self, tenant: int) -> Rows:
+    async def invoke(self, tenant: int, trace: Steps = NOT_TRACED) -> Rows:
         user = f"user{tenant}"
         loop = asyncio.get_running_loop()
         # boto3 blocks: the STS call and the signing run in the bounded thread pool.
         try:
-            token = await loop.run_in_executor(self._executor, self._token, user)
+            token = await loop.run_in_executor(self._executor, self._token, user, trace)
         except Exception as exc:
             raise _failure("assume role / db-auth token", exc) from None
         login = Login(self._host, self._port, user, token, f"user_database{tenant}")
         try:
             return await query_once(
-                login, random_ids(self._rows, self._random), self._tls, self._connect_timeout_s
+                login,
+                random_ids(self._rows, self._random),
+                self._tls,
+                self._connect_timeout_s,
+                trace,
+                peer="proxy",
             )
         except Exception as exc:
             raise _failure(f"query through the proxy as {user}", exc, token) from None
 
-    def _token(self, user: str) -> str:
-        credentials = self._access.assume(self._scope_override or user)
-        return self._access.token(credentials, self._host, self._port, user)
+    def _token(self, user: str, trace: Steps) -> str:
+        with trace.step("AssumeRole", kind=SpanKind.CLIENT, attributes=IDENTITY_PEER):
+            credentials = self._access.assume(self._scope_override or user)
+        with trace.step("db-auth token"):
+            return self._access.token(credentials, self._host, self._port, user)
 
 
 class StoredPassword:
@@ -99,10 +110,11 @@ class StoredPassword:
         self._store = store
         self._prefix = secret_name_prefix
 
-    async def password(self, user: str, host: str, port: int) -> str:
+    async def password(self, user: str, host: str, port: int, trace: Steps = NOT_TRACED) -> str:
         try:
             # The file store keeps the decrypted document and only stat()s the file here.
-            return self._store.get(f"{self._prefix}{user}").password
+            with trace.step("read secret"):
+                return self._store.get(f"{self._prefix}{user}").password
         except Exception as exc:
             raise _failure(f"read the secret of {user}", exc) from None
 
@@ -116,20 +128,22 @@ class TokenForReplica:
         self._resource_id = resource_id
         self._executor = executor
 
-    async def password(self, user: str, host: str, port: int) -> str:
+    async def password(self, user: str, host: str, port: int, trace: Steps = NOT_TRACED) -> str:
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._executor, self._token, user, host, port)
+            return await loop.run_in_executor(self._executor, self._token, user, host, port, trace)
         except Exception as exc:
             raise _failure("assume role / db-auth token", exc) from None
 
-    def _token(self, user: str, host: str, port: int) -> str:
-        credentials = self._access.assume(user, resource_id=self._resource_id)
-        return self._access.token(credentials, host, port, user)
+    def _token(self, user: str, host: str, port: int, trace: Steps) -> str:
+        with trace.step("AssumeRole", kind=SpanKind.CLIENT, attributes=IDENTITY_PEER):
+            credentials = self._access.assume(user, resource_id=self._resource_id)
+        with trace.step("db-auth token"):
+            return self._access.token(credentials, host, port, user)
 
 
 class LoginSecret(Protocol):
-    async def password(self, user: str, host: str, port: int) -> str: ...
+    async def password(self, user: str, host: str, port: int, trace: Steps = NOT_TRACED) -> str: ...
 
 
 class NoProxyStage:
@@ -153,14 +167,18 @@ class NoProxyStage:
         self._connect_timeout_s = connect_timeout_s
         self._random = random.Random()
 
-    async def invoke(self, tenant: int) -> Rows:
+    async def invoke(self, tenant: int, trace: Steps = NOT_TRACED) -> Rows:
         user = f"user{tenant}"
         host, port = next(self._replicas)
-        password = await self._secret.password(user, host, port)
+        password = await self._secret.password(user, host, port, trace)
         login = Login(host, port, user, password, f"user_database{tenant}")
         try:
             return await query_once(
-                login, random_ids(self._rows, self._random), self._tls, self._connect_timeout_s
+                login,
+                random_ids(self._rows, self._random),
+                self._tls,
+                self._connect_timeout_s,
+                trace,
             )
         except Exception as exc:
             raise _failure(f"query {host}:{port} as {user}", exc, password) from None

@@ -15,7 +15,7 @@ from typing import Any
 from tenantproxy.accessapi import config_from_mapping
 from tenantproxy.errors import ConfigError, StackError
 from tenantproxy.stack.identity_service import NOPROXY_RESOURCE_ID
-from tenantproxy.stack.outputs import StackFiles, to_toml
+from tenantproxy.stack.outputs import StackFiles, to_toml, tracing_table
 from tenantproxy.stack.settings import StackSettings
 from tenantproxy.stack.state import write_private_file
 
@@ -47,6 +47,12 @@ def access_api_config(
         "access_principal_credentials": o["AccessPrincipalCredentials"],
         "noproxy_auth": settings.noproxy_auth,
         "noproxy_resource_id": NOPROXY_RESOURCE_ID,
+        "tracing": tracing_table(
+            settings.trace_sample_ratio,
+            settings.otlp_endpoint,
+            Path(o.get("TracesDir") or StackFiles(settings.state_dir).traces_dir),
+            "accessapi",
+        ),
     }
 
 

@@ -41,7 +41,10 @@ OUTPUT_KEYS = (
     "NoProxyAuth",
     "NoProxyResourceId",
     "NoProxyPamService",
+    "TracesDir",
 )
+# The spans files of the stack's processes, in TracesDir: <service>.jsonl.
+SPANS_FILE_SUFFIX = ".jsonl"
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,10 @@ class StackFiles:
         return self.state_dir / "accessapi.log"
 
     @property
+    def traces_dir(self) -> Path:
+        return self.state_dir / "traces"
+
+    @property
     def outputs(self) -> Path:
         return self.state_dir / OUTPUTS_FILE
 
@@ -145,7 +152,21 @@ def build_outputs(
         "AdminCredentials": str(files.admin_credentials),
         "ProxyConfig": str(files.proxy_config),
         "ProxyPid": proxy_pid,
+        "TracesDir": str(files.traces_dir),
     }
+
+
+def tracing_table(
+    sample_ratio: float, otlp_endpoint: str | None, traces_dir: Path, service: str
+) -> dict[str, Any]:
+    """The ``[tracing]`` table of a stack process's config (TracingConfig)."""
+    table: dict[str, Any] = {
+        "sample_ratio": sample_ratio,
+        "spans_file": str(traces_dir / f"{service}{SPANS_FILE_SUFFIX}"),
+    }
+    if otlp_endpoint:
+        table["otlp_endpoint"] = otlp_endpoint
+    return table
 
 
 def write_outputs(files: StackFiles, outputs: Mapping[str, Any]) -> None:

@@ -53,6 +53,14 @@ class StackSettings(BaseModel):
     api_concurrency_limit: int = Field(
         default=100, ge=1, description="the access API's per-stage limit (Lambda concurrency)"
     )
+    # Traces (the write-up's X-Ray step): the access API samples this share of its invocations
+    # and the proxy follows; spans go to <state_dir>/traces/*.jsonl, and to otlp_endpoint if set.
+    trace_sample_ratio: float = Field(
+        default=1.0, ge=0, le=1, description="share of invocations traced; 0: tracing off"
+    )
+    otlp_endpoint: str | None = Field(
+        default=None, pattern=r"^https?://", description="also send spans to this OTLP/HTTP URL"
+    )
     startup_timeout_s: float = Field(default=60.0, gt=0, description="per process, to listen")
     stop_timeout_s: float = Field(default=30.0, gt=0, description="SIGTERM, then SIGKILL")
 

@@ -21,3 +21,5 @@ def test_the_stack_writes_a_private_config_the_api_loads(tmp_path: Path) -> None
     assert config.concurrency_limit == 12
     assert config.noproxy_replica_endpoints == OUTPUTS["NoProxyReplicaEndpoints"]
     assert config.role_arn == OUTPUTS["TenantAccessRoleArn"]
+    assert config.tracing.sample_ratio == 1.0 and config.tracing.otlp_endpoint is None
+    assert config.tracing.spans_file == tmp_path / "traces" / "accessapi.jsonl"

@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from tenantproxy.accessapi.api import StageEndpoint
 from tenantproxy.accessapi.config import AccessApiConfig
+from tenantproxy.accessapi.invocation_trace import NOT_TRACED, Steps
 from tenantproxy.accessapi.metrics import StageMetrics
 from tenantproxy.accessapi.stages import InvocationFailed, Rows
 
@@ -40,7 +41,7 @@ class FakeStage:
         self.is_blocking = False
         self.fails = False
 
-    async def invoke(self, tenant: int) -> Rows:
+    async def invoke(self, tenant: int, trace: Steps = NOT_TRACED) -> Rows:
         self.entered.set()
         if self.is_blocking:
             await self.release.wait()
