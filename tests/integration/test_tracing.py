@@ -149,8 +149,11 @@ def test_a_proxy_stage_request_is_one_trace_across_the_access_api_and_the_proxy(
     query = by_name[("proxy", "backend query")]
     assert login["parent_id"] == root["span_id"] == query["parent_id"]
     assert by_name[("proxy", "token check")]["parent_id"] == login["span_id"]
-    assert by_name[("accessapi", "connect")]["start_ns"] <= login["start_ns"] + 1_000_000
-    assert login["end_ns"] <= by_name[("accessapi", "login")]["end_ns"] + 1_000_000
+    # One clock (CLOCK_REALTIME) for both processes: the proxy accepts after the client began to
+    # connect. (Ends are not compared across processes: the proxy may be preempted between
+    # writing the OK and ending its span, while the client goes on.)
+    assert by_name[("accessapi", "connect")]["start_ns"] <= login["start_ns"]
+    assert login["end_ns"] <= query["start_ns"]
 
 
 def test_a_no_proxy_stage_request_is_traced_by_the_access_api_alone(
