@@ -98,7 +98,9 @@ def command(
             run_result = run(options, say=console.print)
             console.print(summary_table(run_result.run_dir), markup=False, highlight=False)
             console.rule("findings of the write-up, measured here")
-            console.print(findings_table(run_result.run_dir), markup=False, highlight=False)
+            console.print(
+                findings_table(run_result.run_dir), markup=False, highlight=False, soft_wrap=True
+            )
             console.print(f"report: {run_result.report_index}")
         finally:
             if keep or result.was_running:
