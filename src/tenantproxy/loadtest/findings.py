@@ -94,11 +94,9 @@ def _replica_cpu(proxy: StageSummary, noproxy: StageSummary, context: str) -> Fi
     if p is None or n is None or p <= 0:
         return Finding(name, write_up, "n/a", NOT_HERE, "no replica CPU samples")
     measured = f"{n / p:.2f}x (mean {n:.1f} % against {p:.1f} %)"
-    if n > p * (1 + SAME_WITHIN):
-        return Finding(name, write_up, measured, REPRODUCED)
-    if p > n * (1 + SAME_WITHIN):
-        return Finding(name, write_up, measured, REVERSED)
-    return Finding(name, write_up, measured, NOT_HERE, f"the replicas' CPU is even ({context})")
+    return _higher_without_proxy(
+        name, write_up, measured, n, p, f"the replicas' CPU is even ({context})"
+    )
 
 
 def _connections(proxy: StageSummary, noproxy: StageSummary, context: str) -> Finding:
@@ -128,11 +126,7 @@ def _latency(
     if p is None or n is None:
         return Finding(name, write_up, "n/a", NOT_HERE, "no latency data")
     measured = f"no proxy {n:.0f} ms, proxy {p:.0f} ms"
-    if n > p * (1 + SAME_WITHIN):
-        return Finding(name, write_up, measured, REPRODUCED)
-    if p > n * (1 + SAME_WITHIN):
-        return Finding(name, write_up, measured, REVERSED)
-    return Finding(name, write_up, measured, NOT_HERE, f"equal within 5 % ({context})")
+    return _higher_without_proxy(name, write_up, measured, n, p, f"equal within 5 % ({context})")
 
 
 def _concurrency(in_flight: Mapping[str, float | None], context: str) -> Finding:
@@ -141,11 +135,18 @@ def _concurrency(in_flight: Mapping[str, float | None], context: str) -> Finding
     if p is None or n is None:
         return Finding(name, write_up, "n/a", NOT_HERE, "no in-flight samples")
     measured = f"mean in flight: no proxy {n:.2f}, proxy {p:.2f}"
-    if n > p * (1 + SAME_WITHIN):
+    return _higher_without_proxy(name, write_up, measured, n, p, f"equal within 5 % ({context})")
+
+
+def _higher_without_proxy(
+    name: str, write_up: str, measured: str, noproxy: float, proxy: float, even_reason: str
+) -> Finding:
+    """A finding that says the figure is higher without the proxy: its verdict by direction."""
+    if noproxy > proxy * (1 + SAME_WITHIN):
         return Finding(name, write_up, measured, REPRODUCED)
-    if p > n * (1 + SAME_WITHIN):
+    if proxy > noproxy * (1 + SAME_WITHIN):
         return Finding(name, write_up, measured, REVERSED)
-    return Finding(name, write_up, measured, NOT_HERE, f"equal within 5 % ({context})")
+    return Finding(name, write_up, measured, NOT_HERE, even_reason)
 
 
 HEADER = ("finding", "write-up", "this run", "verdict")
