@@ -180,3 +180,30 @@ def test_web_mode_serves_locusts_ui_at_the_address_written_to_outputs(
     assert any(address in line for line in said)
     assert finished and finished[0].report_index.is_file()
     assert "LocustAddress" not in json.loads(outputs_file.read_text())
+
+
+def test_the_traces_break_each_stages_median_into_steps_with_shares_and_a_service_map(
+    headless_run: RunResult,
+) -> None:
+    run_dir = headless_run.run_dir
+    assert (run_dir / "traces.jsonl").stat().st_size > 0
+    traces = json.loads((run_dir / "summary.json").read_text())["traces"]
+    by_stage = {b["stage"]: b for b in traces["breakdown"]}
+    assert set(by_stage) == {"proxy", "noproxy"}
+    for stage, breakdown in by_stage.items():
+        names = {(s["service"], s["name"]) for s in breakdown["steps"]}
+        for step in ("connect", "TLS", "login", "query", "close"):
+            assert ("accessapi", step) in names, (stage, step)
+        assert breakdown["traces"] >= 20, stage
+        shares = [s["share"] for s in breakdown["steps"] if s["share"] is not None]
+        assert abs(sum(shares) - 1) < 1e-6
+        # The time outside the access API's steps (HTTP, Locust) is measured and shown; it is
+        # positive: the steps happen inside the request Locust timed.
+        assert 0 < breakdown["gap_ratio"] < 1, (stage, breakdown)
+    proxy_steps = {s["name"] for s in by_stage["proxy"]["steps"] if s["service"] == "proxy"}
+    assert {"client login", "token check", "borrow wait", "backend query"} <= proxy_steps
+    edges = {(e["caller"], e["callee"]) for e in traces["service_map"]}
+    assert {("accessapi", "identity"), ("accessapi", "proxy"), ("proxy", "mariadb"),
+            ("accessapi", "mariadb")} <= edges  # fmt: skip
+    page = headless_run.report_index.read_text()
+    assert 'class="breakdown" data-stage="proxy"' in page and "Service map" in page

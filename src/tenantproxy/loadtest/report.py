@@ -47,6 +47,7 @@ from tenantproxy.loadtest.report_summary import (
     summarize,
     summary_rows,
 )
+from tenantproxy.loadtest.report_traces import render_traces_html, traces_json
 
 __all__ = [
     "Summary",
@@ -62,6 +63,7 @@ TITLE = "Load test: proxy against no proxy"
 SECRET_KEY_NAMES = re.compile(r"password|token|secret_access_key|session_key", re.IGNORECASE)
 LINKED_FILES = (
     ("locust.html", "Locust's own report"),
+    ("traces.jsonl", "the run's spans (OpenTelemetry, one JSON object a line)"),
     ("samples.csv", "samples (long form: time_s, source, instance, metric, value)"),
     ("locust_stats.csv", "Locust: totals per request name"),
     ("locust_stats_history.csv", "Locust: totals over time"),
@@ -92,11 +94,13 @@ def build_report(run_dir: Path) -> Path:
     samples = RunSamples.read(run_dir / "samples.csv")
     summary = _summarize(run_dir, samples)
     found = render_findings(summary, samples)
-    document = summary.to_json() | {"findings": [asdict(f) for f in found]}
+    measured = {stage: figures.median_ms for stage, figures in summary.stages.items()}
+    traces = traces_json(run_dir, measured)
+    document = summary.to_json() | {"findings": [asdict(f) for f in found], "traces": traces}
     (run_dir / "summary.json").write_text(json.dumps(document, indent=2) + "\n")
     (run_dir / "summary.md").write_text(render_markdown_report(summary, found), encoding="utf-8")
     index = run_dir / "index.html"
-    index.write_text(render_page(run_dir, summary, samples, found), encoding="utf-8")
+    index.write_text(render_page(run_dir, summary, samples, found, traces), encoding="utf-8")
     return index
 
 
@@ -179,7 +183,11 @@ def render_markdown_report(summary: Summary, found: list[Finding] | None = None)
 
 
 def render_page(
-    run_dir: Path, summary: Summary, samples: RunSamples, found: list[Finding] | None = None
+    run_dir: Path,
+    summary: Summary,
+    samples: RunSamples,
+    found: list[Finding] | None = None,
+    traces: Mapping[str, Any] | None = None,
 ) -> str:
     charts = "\n".join(render_chart(chart) for chart in dashboard_charts(samples))
     return f"""<!DOCTYPE html>
@@ -198,6 +206,8 @@ def render_page(
 {_summary_table_html(summary)}
 <h2>Findings of the write-up, measured here</h2>
 {_findings_html(found or [])}
+<h2>Where a request's time goes (traces)</h2>
+{render_traces_html(traces)}
 <h2>How this setup differs from the write-up's AWS one</h2>
 <p class="differences">{html.escape(differences_from_aws(summary.run))}</p>
 <h2>Dashboard</h2>

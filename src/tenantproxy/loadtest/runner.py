@@ -40,9 +40,11 @@ from tenantproxy.loadtest.locust_processes import (
 # Re-exported: the CLI and the demo import them from here.
 from tenantproxy.loadtest.options import LoadTestOptions as LoadTestOptions
 from tenantproxy.loadtest.options import parse_run_time as parse_run_time
+from tenantproxy.loadtest.report_traces import collect_traces
 from tenantproxy.loadtest.sampler import Sampler
 from tenantproxy.loadtest.samples import SAMPLES_FILE, SamplesWriter
 from tenantproxy.loadtest.sources import build_sources
+from tenantproxy.observability.tracing import FLUSH_INTERVAL_S
 from tenantproxy.stack.processes import free_ports
 from tenantproxy.stack.state import OUTPUTS_FILE, STATE_FILE, write_private_file
 
@@ -160,8 +162,11 @@ def run(options: LoadTestOptions, say: Callable[[str], None] = print) -> RunResu
             options, plan, sampler, run_dir=run_dir, state_dir=state_dir, env=env,
             started_clock=started_clock, say=say,
         )  # fmt: skip
+    ended = datetime.now(UTC)
+    spans = _collect_traces(outputs, run_dir, started, ended)
     record.update(
-        end=datetime.now(UTC).isoformat(),
+        end=ended.isoformat(),
+        spans_collected=spans,
         locust_exit_code=exit_code,
         samples_written=writer.rows_written,
         sampler_errors=sampler.errors,
@@ -237,6 +242,18 @@ def _run_locust_with_sampler(
         sampler.stop()
         if plan.web_address:
             update_outputs(state_dir, {"LocustAddress": None})
+
+
+def _collect_traces(
+    outputs: Mapping[str, Any], run_dir: Path, started: datetime, ended: datetime
+) -> int:
+    traces_dir = outputs.get("TracesDir")
+    if not traces_dir:
+        return 0
+    # The processes export every FLUSH_INTERVAL_S: wait for the last requests' spans.
+    time.sleep(2 * FLUSH_INTERVAL_S)
+    start_ns, end_ns = int(started.timestamp() * 1e9), int(ended.timestamp() * 1e9)
+    return collect_traces(Path(traces_dir), run_dir, start_ns, end_ns)
 
 
 def _build_report(run_dir: Path, say: Callable[[str], None]) -> Path:

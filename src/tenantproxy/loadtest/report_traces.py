@@ -1,0 +1,207 @@
+"""The report's traces: where a request's time goes, per stage, and the service map.
+
+The runner copies the spans of the run's window into ``traces.jsonl`` (format in
+observability/tracing.py). A trace is one request: its root is the access API's ``invoke`` span
+(attribute ``tenantproxy.stage``). Only traces answered 200 count. Per stage, each step (a child
+of ``invoke``) gets the median of its durations over the traces, in ms, and its share of the sum
+of the medians; the proxy's own spans (children of ``invoke`` in another service) are listed
+beside, as "of which" lines: they happen inside the access API's login and query. "outside the
+invoke span" is the stage's measured median (Locust's) less the sum of the steps: HTTP, the
+event loop's queue, Locust itself.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tenantproxy.observability.tracing import read_spans
+
+TRACES_FILE = "traces.jsonl"
+ROOT = "invoke"
+# Time inside the invoke span in none of its steps: the hand-offs to and from the STS thread
+# pool, and the event loop's queue between two awaits; a step of its own in the breakdown.
+BETWEEN = ("accessapi", "between the steps (thread pool, event loop)")
+
+
+@dataclass(frozen=True)
+class Step:
+    service: str
+    name: str
+    median_ms: float
+    share: float | None  # of the sum of the access API's steps; None for the proxy's
+    traces: int
+
+
+@dataclass(frozen=True)
+class StageBreakdown:
+    stage: str
+    traces: int
+    steps: tuple[Step, ...]
+    steps_sum_ms: float
+    invoke_median_ms: float
+    measured_median_ms: float | None
+
+    @property
+    def gap_ratio(self) -> float | None:
+        """(measured - sum of the steps) / measured."""
+        if not self.measured_median_ms:
+            return None
+        return (self.measured_median_ms - self.steps_sum_ms) / self.measured_median_ms
+
+
+@dataclass(frozen=True)
+class Edge:
+    caller: str
+    callee: str
+    calls: int
+
+
+def _ms(span: Mapping[str, Any]) -> float:
+    return (int(span["end_ns"]) - int(span["start_ns"])) / 1e6
+
+
+def breakdowns(
+    spans: Sequence[Mapping[str, Any]], measured_median_ms: Mapping[str, float | None]
+) -> list[StageBreakdown]:
+    by_trace: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for span in spans:
+        by_trace[str(span.get("trace_id"))].append(span)
+    per_stage: dict[str, list[list[Mapping[str, Any]]]] = defaultdict(list)
+    for trace in by_trace.values():
+        root = next((s for s in trace if s["name"] == ROOT and not s.get("parent_id")), None)
+        if root is None or root["attributes"].get("http.response.status_code") != 200:
+            continue
+        per_stage[str(root["attributes"].get("tenantproxy.stage"))].append(trace)
+    return [
+        _breakdown(stage, traces, measured_median_ms.get(stage))
+        for stage, traces in sorted(per_stage.items())
+    ]
+
+
+def _breakdown(
+    stage: str, traces: list[list[Mapping[str, Any]]], measured_ms: float | None
+) -> StageBreakdown:
+    durations: dict[tuple[str, str], list[float]] = defaultdict(list)
+    order: dict[tuple[str, str], float] = {}
+    roots: list[float] = []
+    for trace in traces:
+        root = next(s for s in trace if s["name"] == ROOT and not s.get("parent_id"))
+        roots.append(_ms(root))
+        per_step: dict[tuple[str, str], float] = defaultdict(float)
+        for span in trace:
+            if span.get("parent_id") is None:
+                continue
+            key = (str(span["service"]), str(span["name"]))
+            per_step[key] += _ms(span)
+            offset = (int(span["start_ns"]) - int(root["start_ns"])) / 1e6
+            order[key] = min(order.get(key, offset), offset)
+        own_ms = sum(ms for (service, _), ms in per_step.items() if service == "accessapi")
+        per_step[BETWEEN] = max(0.0, _ms(root) - own_ms)
+        order[BETWEEN] = float("inf")
+        for key, ms in per_step.items():
+            durations[key].append(ms)
+    medians = {key: statistics.median(values) for key, values in durations.items()}
+    own = {key: ms for key, ms in medians.items() if key[0] == "accessapi"}
+    total = sum(own.values())
+    steps = tuple(
+        Step(
+            service,
+            name,
+            ms,
+            ms / total if service == "accessapi" and total else None,
+            len(durations[(service, name)]),
+        )
+        for (service, name), ms in sorted(medians.items(), key=lambda item: order[item[0]])
+    )
+    return StageBreakdown(stage, len(traces), steps, total, statistics.median(roots), measured_ms)
+
+
+def service_map(spans: Sequence[Mapping[str, Any]]) -> list[Edge]:
+    """Caller → callee with the number of calls: a child span in another service, or a CLIENT
+    span's ``peer.service``."""
+    by_id = {span.get("span_id"): span for span in spans}
+    calls: Counter[tuple[str, str]] = Counter()
+    for span in spans:
+        service = str(span.get("service"))
+        parent = by_id.get(span.get("parent_id"))
+        if parent is not None and parent.get("service") != service:
+            calls[(str(parent.get("service")), service)] += 1
+        peer = span.get("attributes", {}).get("peer.service")
+        if span.get("kind") == "CLIENT" and peer and span["name"] not in ("TLS", "close", "query"):
+            calls[(service, str(peer))] += 1
+    return [Edge(a, b, n) for (a, b), n in sorted(calls.items())]
+
+
+def traces_json(run_dir: Path, measured: Mapping[str, float | None]) -> dict[str, Any] | None:
+    path = run_dir / TRACES_FILE
+    if not path.exists():
+        return None
+    spans = read_spans([path])
+    return {
+        "breakdown": [asdict(b) | {"gap_ratio": b.gap_ratio} for b in breakdowns(spans, measured)],
+        "service_map": [asdict(edge) for edge in service_map(spans)],
+    }
+
+
+def render_traces_html(data: Mapping[str, Any] | None) -> str:
+    if data is None:
+        return '<p class="no-data">No traces in this run (trace_sample_ratio = 0?).</p>'
+    edges = "".join(
+        f"<tr><td>{html.escape(e['caller'])} → {html.escape(e['callee'])}</td>"
+        f"<td>{e['calls']}</td></tr>"
+        for e in data["service_map"]
+    )
+    parts = [
+        "<h3>Service map</h3>",
+        f'<table class="service-map"><thead><tr><th>call</th><th>spans</th></tr></thead>'
+        f"<tbody>{edges}</tbody></table>",
+    ]
+    for stage in data["breakdown"]:
+        parts.append(_stage_html(stage))
+    return "\n".join(parts)
+
+
+def _stage_html(stage: Mapping[str, Any]) -> str:
+    rows = []
+    for step in stage["steps"]:
+        is_own = step["service"] == "accessapi"
+        label = step["name"] if is_own else f"… of which {step['service']}: {step['name']}"
+        share = f"{step['share'] * 100:.0f} %" if step["share"] is not None else ""
+        rows.append(
+            f"<tr><td>{html.escape(label)}</td><td>{step['median_ms']:.2f}</td>"
+            f"<td>{share}</td></tr>"
+        )
+    measured = stage["measured_median_ms"]
+    rows.append(f"<tr><th>sum of the steps</th><th>{stage['steps_sum_ms']:.2f}</th><th></th></tr>")
+    rows.append(f"<tr><td>invoke span (median)</td><td>{stage['invoke_median_ms']:.2f}</td>"
+                "<td></td></tr>")  # fmt: skip
+    if measured:
+        gap = stage["gap_ratio"] * 100
+        rows.append(
+            f"<tr><td>measured median (Locust)</td><td>{measured:.2f}</td>"
+            f"<td>outside the steps: {gap:.0f} %</td></tr>"
+        )
+    title = f"{html.escape(stage['stage'])} stage: {stage['traces']} traces, median ms per step"
+    return (
+        f'<h3>{title}</h3><table class="breakdown" data-stage="{html.escape(stage["stage"])}">'
+        f"<thead><tr><th>step</th><th>median ms</th><th>share</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def collect_traces(traces_dir: Path, run_dir: Path, start_ns: int, end_ns: int) -> int:
+    """Copies the spans of the stack's processes that started in [start_ns, end_ns] into the
+    run folder's ``traces.jsonl``; returns how many."""
+    files = sorted(traces_dir.glob("*.jsonl")) if traces_dir.is_dir() else []
+    kept = [s for s in read_spans(files) if start_ns <= int(s.get("start_ns") or 0) <= end_ns]
+    with (run_dir / TRACES_FILE).open("w", encoding="utf-8") as out:
+        for span in kept:
+            out.write(json.dumps(span, separators=(",", ":")) + "\n")
+    return len(kept)
