@@ -130,7 +130,8 @@ def test_summary_json_holds_each_stage_the_ratios_and_the_run(run_dir: Path) -> 
     build_report(run_dir)
     written = json.loads((run_dir / "summary.json").read_text())
 
-    assert set(written) == {"stages", "ratio", "run", "findings"}
+    assert set(written) == {"stages", "ratio", "run", "findings", "traces"}
+    assert written["traces"] is None  # the fixture run has no traces.jsonl
     assert set(written["stages"]) == {"proxy", "noproxy"}
     assert set(written["stages"]["proxy"]) == {name for name, _ in FIELDS}
     assert written["stages"]["noproxy"]["http_5xx_per_minute"] == pytest.approx(120.0)
