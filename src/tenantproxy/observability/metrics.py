@@ -25,6 +25,7 @@ COUNTER_NAMES = (
     "ClientErrors",
     "ClientErrorsNotLogged",
     "ClientLoginTimeouts",
+    "ClientLoginsEvicted",
 )
 
 

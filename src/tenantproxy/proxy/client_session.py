@@ -111,7 +111,7 @@ class ClientSession(asyncio.Protocol):
         # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
         self._client = client = ClientChannel(cast(asyncio.Transport, transport))
         config = self._context.config
-        if len(self._context.sessions) >= config.max_clients:
+        if self._context.client_slots_taken() >= config.max_clients:
             # MySQL's answer when max_connections is reached, sent instead of the handshake.
             client.write(
                 encode_packet(ErrPacket(*mysql_errors.TOO_MANY_CONNECTIONS).encode(), 0)[0]
@@ -127,6 +127,7 @@ class ClientSession(asyncio.Protocol):
             max_packet_bytes=config.max_packet_bytes,
         )
         self._context.sessions[self.session_id] = self
+        self._context.admission.accept(self)
         # MariaDB's connect_timeout: the client has this long to say its part of the login.
         self._login_deadline = asyncio.get_running_loop().time() + config.login_timeout_s
         client.write(self._server.initial_handshake())
@@ -134,6 +135,8 @@ class ClientSession(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_activity = time.monotonic()
+        if self.phase is SessionPhase.HANDSHAKE:
+            self._context.admission.heard_from(self.session_id)
         try:
             self._receive(data)
         except Exception as exc:  # a defect a client's bytes reached: that client goes
@@ -277,29 +280,49 @@ class ClientSession(asyncio.Protocol):
         self._end_session()
 
     async def _log_in(self) -> None:
-        errors = self._context.client_errors
         try:
             await self._log_in_steps()
-        except TimeoutError:
+        except (TimeoutError, PacketTooLarge, ProtocolError, ssl.SSLError) as exc:
+            if self.phase is not SessionPhase.CLOSED:  # else the client left, or was made to
+                self._refuse_handshake(exc)
+
+    def _refuse_handshake(self, exc: Exception) -> None:
+        errors = self._context.client_errors
+        if isinstance(exc, TimeoutError):
             self._context.metrics.count("ClientLoginTimeouts")
             errors.report(self.session_id, "login not finished by login_timeout_s")
-            self._close_at_login_deadline()
-        except PacketTooLarge:
+            self._close_before_login(mysql_errors.BAD_HANDSHAKE)
+        elif isinstance(exc, PacketTooLarge):
             errors.report(self.session_id, "handshake packet too large")
             self._send_error_and_close(mysql_errors.PACKET_TOO_LARGE)
-        except (ProtocolError, ssl.SSLError) as exc:
+        else:
             errors.report(self.session_id, f"bad handshake: {exc}")
             self._send_error_and_close(mysql_errors.BAD_HANDSHAKE)
 
-    def _close_at_login_deadline(self) -> None:
-        """ERR 1043 when it can be said; inside a TLS handshake that never finished nothing can
+    def _close_before_login(self, error: MysqlError) -> None:
+        """The error when it can be said; inside a TLS handshake that never finished nothing can
         (the ERR would have to be encrypted), so the connection is cut."""
         assert self._client is not None
         if self._client.is_tls_handshaking:
             self._client.abort()
             self._end_session()
         else:
-            self._send_error_and_close(mysql_errors.BAD_HANDSHAKE)
+            self._send_error_and_close(error)
+
+    def close_to_make_room(self) -> None:
+        """admission.py: the unproven are all there and this one has been silent longest."""
+        self._context.metrics.count("ClientLoginsEvicted")
+        self._context.client_errors.report(self.session_id, "closed before its login to make room")
+        self._close_before_login(mysql_errors.TOO_MANY_CONNECTIONS)
+
+    def _take_client_slot(self) -> bool:
+        """The login packet arrived: the session counts against max_clients from now on; False
+        (ERROR 1040 sent, closed) when they are all taken."""
+        self._context.admission.proven(self.session_id)
+        if self._context.client_slots_taken() > self._context.config.max_clients:
+            self._send_error_and_close(mysql_errors.TOO_MANY_CONNECTIONS)
+            return False
+        return True
 
     async def _log_in_steps(self) -> None:
         event = await self._next_login_event()
@@ -308,7 +331,8 @@ class ClientSession(asyncio.Protocol):
             event = await self._next_login_event()
         if not isinstance(event, LoginRequested):
             raise ProtocolError(f"expected a login, got {type(event).__name__}")
-        await self._accept_login(event)
+        if self._take_client_slot():
+            await self._accept_login(event)
 
     async def _next_login_event(self) -> object:
         server = self._server
@@ -675,6 +699,8 @@ class ClientSession(asyncio.Protocol):
         if self.phase is SessionPhase.CLOSED:
             return
         self._move_to(SessionPhase.CLOSED)
+        self._inbox.set()  # a login waiting for the client's bytes sees the end at once
+        self._context.admission.proven(self.session_id)
         self._release_backend()
         if self.username is not None:
             self._context.release_tenant_client(self.username)

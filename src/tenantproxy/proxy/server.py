@@ -21,6 +21,7 @@ from tenantproxy.errors import SettingError
 from tenantproxy.observability.metrics import Metrics
 from tenantproxy.observability.prometheus import serve_metrics
 from tenantproxy.pool import run_maintenance
+from tenantproxy.proxy.admission import Admission
 from tenantproxy.proxy.backends import MARIADB_RELAYED_CAPABILITIES, RELAYED_CAPABILITIES
 from tenantproxy.proxy.client_errors import ClientErrorLog
 from tenantproxy.proxy.client_session import ClientSession
@@ -85,9 +86,16 @@ class ProxyContext:
     )
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     client_errors: ClientErrorLog = field(init=False)
+    # Sessions before their login packet, bounded apart from max_clients (admission.py).
+    admission: Admission = field(init=False)
 
     def __post_init__(self) -> None:
         self.client_errors = ClientErrorLog(self.log, self.metrics)
+        self.admission = Admission(max_unproven=self.config.max_clients)
+
+    def client_slots_taken(self) -> int:
+        """Sessions counted against max_clients: all but those before their login packet."""
+        return len(self.sessions) - len(self.admission)
 
     def server_version(self) -> str:
         return (
