@@ -1,0 +1,327 @@
+"""Binary prepared statements without pinning (issue 9 item 5): the client sees proxy-assigned
+statement ids; each statement is prepared lazily on whichever backend runs it.
+
+Sans-IO. ``ClientStatements`` (one per client session) keeps each statement's text, parameter and
+column counts and the parameter types once the client sent them; ``BackendStatements`` (one per
+backend, kept with it across clients) maps (schema, text) to the server's statement id, bounded
+with least-recently-used eviction. The relay feeds both and sends what they return.
+
+Payload layouts (MariaDB's COM_STMT_* pages): every statement command and COM_STMT_PREPARE_OK
+carry the statement id as int<4> at byte 1. COM_STMT_EXECUTE is
+
+    int<1> 0x17, int<4> statement id, int<1> flags, int<4> iteration count (1),
+    if params > 0: byte<(params + 7) / 8> null bitmap, int<1> send types (new-params-bound),
+                   if send types: params x (int<1> field type, int<1> flag), values...
+
+The server keeps a statement's types from its last execute that sent them, so a backend that did
+not see the client's types gets them spliced in. Statement id 0xFFFFFFFF (MariaDB 10.2+) means
+"the statement just prepared on this connection": a lazy prepare is pipelined with its execute.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from tenantproxy.wire.mysql.constants import Command
+from tenantproxy.wire.mysql.errors import ProtocolError
+
+LAST_PREPARED = 0xFFFFFFFF
+_ID_COMMANDS = frozenset(
+    {
+        Command.COM_STMT_EXECUTE,
+        Command.COM_STMT_SEND_LONG_DATA,
+        Command.COM_STMT_CLOSE,
+        Command.COM_STMT_RESET,
+        Command.COM_STMT_FETCH,
+        Command.COM_STMT_BULK_EXECUTE,
+    }
+)
+_EXECUTE_HEAD = 10  # command, statement id, flags, iteration count
+_ER_UNKNOWN_STMT_HANDLER = 1243
+_FUNCTION_OF: dict[int, str] = {
+    Command.COM_STMT_EXECUTE: "mysqld_stmt_execute",
+    Command.COM_STMT_FETCH: "mysqld_stmt_fetch",
+    Command.COM_STMT_RESET: "mysqld_stmt_reset",
+    Command.COM_STMT_SEND_LONG_DATA: "mysqld_stmt_send_long_data",
+    Command.COM_STMT_BULK_EXECUTE: "mysqld_stmt_bulk_execute",
+}
+
+StatementKey = tuple[str | None, bytes]  # (schema at prepare, text): what a server id means
+
+
+class UnknownStatement(Exception):
+    """A client named a statement id it was not given: answered as MariaDB does."""
+
+    code = _ER_UNKNOWN_STMT_HANDLER
+    sql_state = "HY000"
+
+    def __init__(self, statement_id: int, command: int) -> None:
+        function = _FUNCTION_OF.get(command, "mysqld_stmt_execute")
+        super().__init__(f"Unknown prepared statement handler ({statement_id}) given to {function}")
+
+
+# -- pure functions on payloads --------------------------------------------------------------
+
+
+def statement_id(payload: bytes) -> int:
+    """The int<4> statement id at byte 1 of a COM_STMT_* command or a COM_STMT_PREPARE_OK."""
+    if len(payload) < 5:
+        raise ProtocolError(f"command 0x{payload[:1].hex()} too short for a statement id")
+    return int.from_bytes(payload[1:5], "little")
+
+
+def with_statement_id(payload: bytes, new_id: int) -> bytes:
+    statement_id(payload)  # checks the length
+    return payload[:1] + new_id.to_bytes(4, "little") + payload[5:]
+
+
+def prepare_ok_counts(payload: bytes) -> tuple[int, int]:
+    """(columns, params) of a COM_STMT_PREPARE_OK: 0x00, id<4>, columns<2>, params<2>, ..."""
+    if len(payload) < 9 or payload[0] != 0:
+        raise ProtocolError("not a COM_STMT_PREPARE_OK")
+    return int.from_bytes(payload[5:7], "little"), int.from_bytes(payload[7:9], "little")
+
+
+def _types_at(payload: bytes, params: int) -> int:
+    """Offset of an execute's send-types byte; ProtocolError when the payload is too short."""
+    at = _EXECUTE_HEAD + (params + 7) // 8
+    if len(payload) <= at:
+        raise ProtocolError("COM_STMT_EXECUTE too short for its parameters")
+    return at
+
+
+def param_types(payload: bytes, params: int) -> bytes | None:
+    """The parameter types a COM_STMT_EXECUTE sends (2 bytes each), None when it sends none."""
+    if not params:
+        return None
+    at = _types_at(payload, params)
+    if not payload[at]:
+        return None
+    types = payload[at + 1 : at + 1 + 2 * params]
+    if len(types) != 2 * params:
+        raise ProtocolError("COM_STMT_EXECUTE too short for its parameter types")
+    return types
+
+
+def with_param_types(payload: bytes, params: int, types: bytes) -> bytes:
+    """The COM_STMT_EXECUTE with its send-types flag set and ``types`` spliced in."""
+    at = _types_at(payload, params)
+    if payload[at]:
+        return payload[: at + 1] + types + payload[at + 1 + 2 * params :]
+    return payload[:at] + b"\x01" + types + payload[at + 1 :]
+
+
+def close_payload(server_id: int) -> bytes:
+    return bytes((Command.COM_STMT_CLOSE,)) + server_id.to_bytes(4, "little")
+
+
+# -- the registry ----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Statement:
+    client_id: int
+    key: StatementKey
+    columns: int
+    params: int
+    types: bytes | None = None  # the last the client sent
+    has_long_data: bool = False  # SEND_LONG_DATA sent, no execute or reset since
+    has_cursor: bool = False
+
+
+class BackendStatements:
+    """One backend's prepared statements, bounded: adding past ``capacity`` closes the least
+    recently used. Kept with the backend across clients; ``clear`` after a reset."""
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError("a backend's statement cache needs room for one statement")
+        self.capacity = capacity
+        self._ids: OrderedDict[StatementKey, int] = OrderedDict()
+        self._types: dict[int, bytes] = {}  # server id -> the types it last received
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def server_id(self, key: StatementKey) -> int | None:
+        server_id = self._ids.get(key)
+        if server_id is not None:
+            self._ids.move_to_end(key)
+        return server_id
+
+    def add(self, key: StatementKey, server_id: int, types: bytes | None = None) -> list[bytes]:
+        """Records a PREPARE_OK's id; returns the COM_STMT_CLOSE payloads to send (no answer)."""
+        closes = []
+        old = self._ids.pop(key, None)
+        if old is not None and old != server_id:
+            closes.append(self._forget(old))
+        self._ids[key] = server_id
+        if types is not None:
+            self._types[server_id] = types
+        while len(self._ids) > self.capacity:
+            _, evicted = self._ids.popitem(last=False)
+            closes.append(self._forget(evicted))
+        return closes
+
+    def _forget(self, server_id: int) -> bytes:
+        self._types.pop(server_id, None)
+        return close_payload(server_id)
+
+    def drop(self, key: StatementKey) -> bytes | None:
+        """Forgets a statement; its COM_STMT_CLOSE, None when the backend did not have it."""
+        server_id = self._ids.pop(key, None)
+        return None if server_id is None else self._forget(server_id)
+
+    def types_of(self, server_id: int) -> bytes | None:
+        return self._types.get(server_id)
+
+    def types_sent(self, server_id: int, types: bytes) -> None:
+        self._types[server_id] = types
+
+    def clear(self) -> None:
+        """A reset (COM_RESET_CONNECTION, COM_CHANGE_USER) closed them all on the server."""
+        self._ids.clear()
+        self._types.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class Routed:
+    """What to send a backend for one client command, in order. ``prepare`` (when set) is a
+    COM_STMT_PREPARE whose answer the relay swallows, giving its id to ``BackendStatements.add``
+    with ``key`` and ``types``; ``payload`` None means nothing goes to the backend (the relay
+    answers a COM_STMT_RESET with OK itself; a COM_STMT_CLOSE has no answer)."""
+
+    prepare: bytes | None
+    payload: bytes | None
+    key: StatementKey | None = None
+    types: bytes | None = None
+
+
+class ClientStatements:
+    """One client session's prepared statements, under the ids the proxy gave it."""
+
+    def __init__(self) -> None:
+        self._statements: dict[int, Statement] = {}
+        self._next_id = 1
+        self._pending: list[StatementKey] = []  # PREPAREs sent, not yet answered
+        self._last_prepared: int | None = None
+
+    def __len__(self) -> int:
+        return len(self._statements)
+
+    @property
+    def holds_backend(self) -> bool:
+        """Long data waiting for its execute, or an open cursor, or a PREPARE in flight."""
+        return bool(self._pending) or any(
+            s.has_long_data or s.has_cursor for s in self._statements.values()
+        )
+
+    @property
+    def open_cursors(self) -> int:
+        return sum(s.has_cursor for s in self._statements.values())
+
+    def prepare_sent(self, schema: str | None, payload: bytes) -> None:
+        """The client's COM_STMT_PREPARE went to a backend."""
+        self._pending.append((schema, payload[1:]))
+
+    def prepare_failed(self) -> None:
+        """The oldest pending PREPARE was answered with ERR."""
+        self._take_pending()
+
+    def _take_pending(self) -> StatementKey:
+        if not self._pending:
+            raise ProtocolError("a PREPARE answer with no PREPARE sent")
+        return self._pending.pop(0)
+
+    def prepared(self, prepare_ok: bytes, backend: BackendStatements) -> tuple[bytes, list[bytes]]:
+        """The backend answered the oldest pending PREPARE: the PREPARE_OK for the client (its
+        own id) and the COM_STMT_CLOSE payloads the backend's cache evicted."""
+        key = self._take_pending()
+        columns, params = prepare_ok_counts(prepare_ok)
+        client_id = self._next_id
+        self._next_id = self._next_id % (LAST_PREPARED - 1) + 1  # never 0 nor 0xFFFFFFFF
+        self._statements[client_id] = Statement(client_id, key, columns, params)
+        self._last_prepared = client_id
+        closes = backend.add(key, statement_id(prepare_ok))
+        return with_statement_id(prepare_ok, client_id), closes
+
+    def _statement(self, payload: bytes) -> Statement:
+        client_id = statement_id(payload)
+        if client_id == LAST_PREPARED and self._last_prepared is not None:
+            client_id = self._last_prepared
+        statement = self._statements.get(client_id)
+        if statement is None:
+            raise UnknownStatement(client_id, payload[0])
+        return statement
+
+    def route(self, payload: bytes, backend: BackendStatements) -> Routed:
+        """A client's COM_STMT_EXECUTE / SEND_LONG_DATA / RESET / CLOSE / FETCH / BULK_EXECUTE
+        for this backend. Raises ``UnknownStatement`` for an id the client was not given."""
+        if payload[:1] == b"" or payload[0] not in _ID_COMMANDS:
+            raise ProtocolError("not a prepared-statement command")
+        if self._pending and statement_id(payload) == LAST_PREPARED:
+            return Routed(None, payload)  # the client's own PREPARE is ahead of it, pipelined
+        statement = self._statement(payload)
+        command = payload[0]
+        if command == Command.COM_STMT_CLOSE:
+            return self._close(statement, backend)
+        server_id = backend.server_id(statement.key)
+        if command == Command.COM_STMT_EXECUTE:
+            return self._execute(statement, payload, backend, server_id)
+        if command == Command.COM_STMT_RESET:
+            statement.has_long_data = statement.has_cursor = False
+            if server_id is None:
+                return Routed(None, None)
+        elif command == Command.COM_STMT_SEND_LONG_DATA:
+            statement.has_long_data = True
+        if server_id is None:
+            if command == Command.COM_STMT_FETCH:
+                raise UnknownStatement(statement.client_id, command)  # its cursor was elsewhere
+            # SEND_LONG_DATA / BULK_EXECUTE: -1 is documented for EXECUTE only; the relay sends
+            # the PREPARE, waits for its id, then this payload again.
+            return Routed(self._prepare_payload(statement), None, statement.key)
+        return Routed(None, with_statement_id(payload, server_id))
+
+    def _execute(
+        self,
+        statement: Statement,
+        payload: bytes,
+        backend: BackendStatements,
+        server_id: int | None,
+    ) -> Routed:
+        sent = param_types(payload, statement.params)
+        if sent is not None:
+            statement.types = sent
+        statement.has_long_data = False
+        if server_id is None:  # prepared here now, pipelined: the execute names it -1
+            out = with_statement_id(payload, LAST_PREPARED)
+            if statement.types is not None and sent is None:
+                out = with_param_types(out, statement.params, statement.types)
+            return Routed(self._prepare_payload(statement), out, statement.key, statement.types)
+        out = with_statement_id(payload, server_id)
+        types = statement.types
+        if types is not None:
+            if sent is None and types != backend.types_of(server_id):
+                out = with_param_types(out, statement.params, types)
+            backend.types_sent(server_id, types)
+        return Routed(None, out)
+
+    def _close(self, statement: Statement, backend: BackendStatements) -> Routed:
+        del self._statements[statement.client_id]
+        if statement.has_cursor or statement.has_long_data:
+            # the server statement holds this client's cursor or data: close it there too
+            return Routed(None, backend.drop(statement.key))
+        return Routed(None, None)  # stays in the backend's cache for the next client
+
+    @staticmethod
+    def _prepare_payload(statement: Statement) -> bytes:
+        return bytes((Command.COM_STMT_PREPARE,)) + statement.key[1]
+
+    def cursor_opened(self, payload: bytes) -> None:
+        """An execute (its client payload) answered with SERVER_STATUS_CURSOR_EXISTS."""
+        self._statement(payload).has_cursor = True
+
+    def cursor_done(self, payload: bytes) -> None:
+        """A fetch answered with SERVER_STATUS_LAST_ROW_SENT (or an error)."""
+        self._statement(payload).has_cursor = False
