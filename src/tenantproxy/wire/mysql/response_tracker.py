@@ -125,6 +125,17 @@ class ResponseEnd:
     state_change_oks: tuple[bytes, ...] = ()  # those OK payloads, whole (session_track.py)
     statement_id: int | None = None  # from COM_STMT_PREPARE_OK
     last_insert_id: int = 0  # the last non-zero one of the response's OK packets
+    is_hidden: bool = False  # set by ResponseEditor: the proxy's own command, never shown
+
+
+@dataclass(frozen=True, slots=True)
+class OkMark:
+    """Where a state-changed OK packet is in the server's stream (for ResponseEditor)."""
+
+    start: int  # stream offset of its header
+    length: int  # its payload length
+    sequence_id: int
+    payload: bytearray  # filled as its bytes arrive; complete when len(payload) == length
 
 
 def _lenenc_at(buf: bytes | bytearray, pos: int, head_end: int) -> int:
@@ -171,11 +182,22 @@ class ResponseTracker:
         self._capture: bytearray | None = None  # the OK payload being copied, if any
         self._statement_id: int | None = None
         self._last_insert_id = 0
+        # Stream offsets for ResponseEditor (response_editor.py); None unless it asks for them.
+        self._base = 0  # stream offset of the current server_data chunk
+        self._buf_base = 0  # stream offset of the buffer _on_fragment reads
+        self._partial_start = 0  # stream offset of _partial's first byte
+        self.end_offsets: list[int] | None = None  # where each response in ``ends`` ended
+        self.ok_marks: list[OkMark] | None = None  # each state-changed OK, as it starts
 
     @property
     def status_flags(self) -> ServerStatus:
         """From the last OK/EOF terminator seen (initially SERVER_STATUS_AUTOCOMMIT)."""
         return ServerStatus(self._status)
+
+    @property
+    def partial_head(self) -> bytearray:
+        """The stream's last bytes when they are a packet head not yet complete (else empty)."""
+        return self._partial
 
     @property
     def is_idle(self) -> bool:
@@ -228,6 +250,7 @@ class ResponseTracker:
             self.ends = []
         end = len(data)
         pos = 0
+        self._buf_base = self._base
         while pos < end:
             if self._skip:
                 take = min(self._skip, end - pos)
@@ -236,13 +259,14 @@ class ResponseTracker:
                 self._skip -= take
                 pos += take
                 if not self._skip and self._is_end_pending and not self._has_more_fragments:
-                    self._end_response()
+                    self._end_response(self._base + pos)
                 continue
             if self._partial:
                 pos = self._fill_partial(data, pos)
                 continue
             if end - pos < HEADER_BYTES:
                 self._check_response_expected()
+                self._partial_start = self._base + pos
                 self._partial += data[pos:]
                 break
             length = int3_at(data, pos)
@@ -250,6 +274,7 @@ class ResponseTracker:
             head_end = stop if length <= _HEAD_BYTES else pos + HEADER_BYTES + _HEAD_BYTES
             if head_end > end:
                 self._check_response_expected()
+                self._partial_start = self._base + pos
                 self._partial += data[pos:]
                 break
             self._on_fragment(data, pos + HEADER_BYTES, head_end, length)
@@ -258,10 +283,11 @@ class ResponseTracker:
             if stop <= end:
                 pos = stop
                 if self._is_end_pending and not self._has_more_fragments:
-                    self._end_response()
+                    self._end_response(self._base + pos)
             else:
                 self._skip = stop - end
                 pos = end
+        self._base += end
         return self._ended
 
     def _fill_partial(self, data: bytes, pos: int) -> int:
@@ -281,18 +307,22 @@ class ResponseTracker:
         if len(partial) < wanted:
             return pos
         self._partial = bytearray()
+        self._buf_base = self._partial_start
         self._on_fragment(partial, HEADER_BYTES, wanted, length)
+        self._buf_base = self._base
         self._skip = length - (wanted - HEADER_BYTES)
         if not self._skip and self._is_end_pending and not self._has_more_fragments:
-            self._end_response()
+            self._end_response(self._base + pos)
         return pos
 
     def _check_response_expected(self) -> None:
         if self._state in (_NONE, _INFILE_WAIT):
             raise ProtocolError("server sent data while no response was expected")
 
-    def _end_response(self) -> None:
+    def _end_response(self, stream_offset: int) -> None:
         self._is_end_pending = False
+        if self.end_offsets is not None:
+            self.end_offsets.append(stream_offset)
         self._ended += 1
         self.ends.append(
             ResponseEnd(
@@ -432,6 +462,10 @@ class ResponseTracker:
             # Copy the whole OK: session_track.py decodes its session-state info.
             self._capture = bytearray(buf[off:head_end])
             self._state_change_oks.append(self._capture)
+            if self.ok_marks is not None:
+                start = self._buf_base + off - HEADER_BYTES
+                mark = OkMark(start, int3_at(buf, off - HEADER_BYTES), buf[off - 1], self._capture)
+                self.ok_marks.append(mark)
         self._ok_or_eof_ends(status, is_ok=True)
 
     def _ok_or_eof_ends(self, status: int, is_ok: bool) -> None:
