@@ -17,6 +17,7 @@ from tenantproxy.wire.mysql.framing import encode_packet
 from tenantproxy.wire.mysql.response_editor import ResponseEditor
 from tenantproxy.wire.mysql.session_track import decode_tracked_ok, without_session_track
 from tests.unit.wire.test_response_tracker import (
+    BIG_GOLDEN,
     DEPRECATE_EOF_CAPS,
     EOF_CAPS,
     SMALL_GOLDEN,
@@ -236,3 +237,76 @@ def test_generated_streams_in_any_chunks_give_the_visible_responses_edited_in_or
         assert editor.tracker.is_idle
         outputs.append(out)
     assert outputs == [expected] * 3
+
+
+def replay_edited(name: str, chunker: Chunker, hide: bool) -> list[bytes]:
+    """Each server block's output, for a client without tracking; hide: all responses hidden."""
+    transcript = load_golden(name)
+    editor = ResponseEditor(transcript.capabilities, is_client_tracking=False)
+    outputs = []
+    for step in transcript.steps:
+        if step.client is not None:
+            if editor.tracker.is_awaiting_local_infile:
+                editor.tracker.local_infile_packet_sent(len(step.client))
+            else:
+                editor.command_sent(step.client[:16], hidden=hide)
+            continue
+        out, ends = feed(editor, step.server, chunker)
+        assert [end.is_hidden for end in ends] == [hide] * step.ends
+        outputs.append(out)
+    assert editor.tracker.is_idle
+    return outputs
+
+
+@pytest.mark.parametrize("name", SMALL_GOLDEN)
+@settings(max_examples=20)
+@given(cuts=st.lists(st.integers(1, 1000), max_size=30))
+def test_golden_streams_for_a_client_without_tracking_have_only_state_changed_oks_rewritten(
+    name: str, cuts: list[int]
+) -> None:
+    transcript = load_golden(name)
+    expected = [
+        expected_plain(step.server, rewrite_oks(step.server))
+        for step in transcript.steps
+        if step.client is None
+    ]
+    for chunker in (whole, byte_by_byte, cut_at(cuts)):
+        assert replay_edited(name, chunker, hide=False) == expected
+
+
+@pytest.mark.parametrize("name", SMALL_GOLDEN)
+def test_golden_streams_all_hidden_show_nothing(name: str) -> None:
+    for chunker in CHUNKERS:
+        assert set(replay_edited(name, chunker, hide=True)) <= {b""}
+
+
+@pytest.mark.parametrize("name", BIG_GOLDEN)
+def test_golden_16_mib_rows_pass_unchanged_in_any_chunks(name: str) -> None:
+    transcript = load_golden(name)
+    expected = [step.server for step in transcript.steps if step.client is None]
+    for cuts in ([], [3, 5, 25, 70000, 2**24 - 1, 2**24, 2**24 + 3, 2**24 + 4, 2**24 + 9]):
+        assert replay_edited(name, cut_at(cuts), hide=False) == expected
+
+
+def rewrite_oks(wire: bytes) -> bytes:
+    out = b""
+    for packet in split_packets(wire):
+        if is_state_changed_ok(packet[4:]):
+            payload = without_session_track(packet[4:])
+            packet = len(payload).to_bytes(3, "little") + packet[3:4] + payload
+        out += packet
+    return out
+
+
+def test_the_real_state_changed_oks_are_rewritten_with_their_sequence_ids() -> None:
+    caps, exchanges = session_track_golden()
+    changed = 0
+    for exchange in exchanges.values():
+        editor = ResponseEditor(caps, is_client_tracking=False)
+        editor.command_sent(exchange.command[:16])
+        out, _ = feed(editor, exchange.tracked, byte_by_byte)
+        changed += out != exchange.tracked
+        tracked_ids = [packet[3] for packet in split_packets(exchange.tracked)]
+        assert [packet[3] for packet in split_packets(out)] == tracked_ids
+        assert not any(is_state_changed_ok(packet[4:]) for packet in split_packets(out))
+    assert changed >= len(exchanges) // 2
