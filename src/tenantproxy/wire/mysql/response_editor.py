@@ -62,15 +62,19 @@ class ResponseEditor:
         """Bytes the server sent; returns the bytes to write to the client (maybe empty)."""
         tracker = self.tracker
         tracker.server_data(chunk)
-        self._collect_ends()
         if not (
             self._held
             or self._hidden_in_flight
             or (self._is_rewriting and (tracker.ok_marks or self._may_hold_tail()))
-        ):
-            self._pending_ends.clear()
+        ):  # nothing hidden, held or rewritten: the common case, kept cheap
+            self.ends = ends = tracker.ends
+            if ends:
+                for _ in ends:
+                    self._queued_hidden.popleft()
+                tracker.end_offsets.clear()  # type: ignore[union-attr]
             self._held_start += len(chunk)
             return chunk
+        self._collect_ends()
         self._held += chunk
         return self._edit()
 
