@@ -2,7 +2,7 @@
 VENV := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup test lint demo bench clean
+.PHONY: setup test lint demo bench fuzz clean
 
 setup:
 	@scripts/setup.sh
@@ -14,6 +14,10 @@ lint: setup
 
 test: lint
 	$(VENV)/pytest $(PYTEST_ARGS)
+
+# The wire fuzzer of `make test` (tests/integration/test_wire_fuzz.py), ten times longer.
+fuzz: setup
+	TENANTPROXY_FUZZ_CASES=20000 $(VENV)/pytest -x -q -s tests/integration/test_wire_fuzz.py
 
 demo: setup
 	$(VENV)/tenantproxy demo
