@@ -184,7 +184,7 @@ class ResponseTracker:
         self._last_insert_id = 0
         # Stream offsets for ResponseEditor (response_editor.py); None unless it asks for them.
         self._base = 0  # stream offset of the current server_data chunk
-        self._buf_base = 0  # stream offset of the buffer _on_fragment reads
+        self._is_reading_partial = False  # _on_fragment reads _partial, not the chunk
         self._partial_start = 0  # stream offset of _partial's first byte
         self.end_offsets: list[int] | None = None  # where each response in ``ends`` ended
         self.ok_marks: list[OkMark] | None = None  # each state-changed OK, as it starts
@@ -250,7 +250,6 @@ class ResponseTracker:
             self.ends = []
         end = len(data)
         pos = 0
-        self._buf_base = self._base
         while pos < end:
             if self._skip:
                 take = min(self._skip, end - pos)
@@ -307,9 +306,9 @@ class ResponseTracker:
         if len(partial) < wanted:
             return pos
         self._partial = bytearray()
-        self._buf_base = self._partial_start
+        self._is_reading_partial = True
         self._on_fragment(partial, HEADER_BYTES, wanted, length)
-        self._buf_base = self._base
+        self._is_reading_partial = False
         self._skip = length - (wanted - HEADER_BYTES)
         if not self._skip and self._is_end_pending and not self._has_more_fragments:
             self._end_response(self._base + pos)
@@ -463,7 +462,8 @@ class ResponseTracker:
             self._capture = bytearray(buf[off:head_end])
             self._state_change_oks.append(self._capture)
             if self.ok_marks is not None:
-                start = self._buf_base + off - HEADER_BYTES
+                base = self._partial_start if self._is_reading_partial else self._base
+                start = base + off - HEADER_BYTES
                 mark = OkMark(start, int3_at(buf, off - HEADER_BYTES), buf[off - 1], self._capture)
                 self.ok_marks.append(mark)
         self._ok_or_eof_ends(status, is_ok=True)
