@@ -114,6 +114,27 @@ class Pool(PoolCore[C]):
             return self._lend(backend, start)
         return await self._connect_for(backend, deadline, start)
 
+    def take_idle(self) -> Lease[C] | None:
+        """The most recent idle backend, at once: no await, no task (the multiplexing relay
+        takes one per transaction). None when there is none, or it broke: then acquire()."""
+        if self._is_closed or not self._idle:
+            return None
+        backend = self._idle[-1]
+        if self._connector.is_broken(backend.connection):
+            return None
+        self._move(backend, _LEASED)
+        return self._lend(backend, self._clock())
+
+    def give_back_clean(self, lease: Lease[C]) -> None:
+        """Gives back a backend whose session needs no reset, at once: to the oldest waiter or
+        to idle. Only closing one (broken, over max_idle) takes a task."""
+        backend = lease._take_back(self)
+        if backend.state is not _LEASED:
+            return  # close() closed it after its grace period
+        if self._connector.is_broken(backend.connection) or self._recycle(backend):
+            self._move(backend, _CLOSING)
+            self._spawn(self._close(backend))
+
     def lease(self) -> AbstractAsyncContextManager[Lease[C]]:
         """``async with pool.lease() as lease:``; released as broken if the body raises."""
         return LeaseContext(self)

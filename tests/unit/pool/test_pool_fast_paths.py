@@ -1,0 +1,62 @@
+"""The synchronous paths the multiplexing relay takes per transaction: take an idle backend and
+give back a clean one without awaiting."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.unit.pool.fakes import settle
+from tests.unit.pool.helpers import assert_consistent, make_pool
+
+
+async def test_take_idle_lends_the_most_recent_idle_backend_at_once() -> None:
+    pool = make_pool()
+    first, second = await pool.acquire(), await pool.acquire()
+    pool.give_back_clean(first)
+    pool.give_back_clean(second)
+    taken = pool.take_idle()
+    assert taken is not None and taken.connection is second.connection
+    assert (pool.stats().idle, pool.stats().leased) == (1, 1)
+    assert_consistent(pool)
+
+
+async def test_take_idle_is_none_without_an_idle_backend_or_when_it_broke() -> None:
+    pool = make_pool()
+    assert pool.take_idle() is None
+    lease = await pool.acquire()
+    pool.give_back_clean(lease)
+    lease.connection.is_broken = True
+    assert pool.take_idle() is None
+    assert (await pool.acquire()).connection is not lease.connection  # acquire closes it
+    assert_consistent(pool)
+
+
+async def test_give_back_clean_does_no_reset_and_hands_over_to_the_oldest_waiter() -> None:
+    pool = make_pool(max_size=1)
+    lease = await pool.acquire()
+    waiter = asyncio.create_task(pool.acquire())
+    await settle()
+    pool.give_back_clean(lease)
+    handed = await waiter
+    assert handed.connection is lease.connection and handed.connection.resets == 0
+    assert_consistent(pool)
+
+
+async def test_give_back_clean_closes_a_broken_backend_in_the_background() -> None:
+    pool = make_pool()
+    lease = await pool.acquire()
+    lease.connection.is_broken = True
+    pool.give_back_clean(lease)
+    await settle()
+    assert lease.connection.is_closed and pool.stats().size == 0
+    assert_consistent(pool)
+
+
+async def test_give_back_clean_past_max_idle_closes_the_backend() -> None:
+    pool = make_pool(max_idle=1)
+    first, second = await pool.acquire(), await pool.acquire()
+    pool.give_back_clean(first)
+    pool.give_back_clean(second)
+    await settle()
+    assert pool.stats().idle == 1 and second.connection.is_closed
+    assert_consistent(pool)
