@@ -138,6 +138,22 @@ def test_change_user_with_a_character_set_past_255_gets_error_1835_and_a_close(
     client.close()
 
 
+def test_a_client_silent_after_change_users_auth_switch_is_closed_by_the_login_deadline(
+    stack, proxy, bystander, proxy_log
+):
+    client = logged_in(stack, proxy.endpoint("read_only"))
+    # A plugin the proxy does not take: it answers with an AuthSwitchRequest (0xFE) and waits.
+    payload = (
+        bytes([Command.COM_CHANGE_USER])
+        + b"user7\x00\x01\x01user_database7\x00\x2d\x00sha256_password\x00"
+    )
+    assert answer_to(client, payload)[:1] == b"\xfe"
+    client.sock.settimeout(CLOSE_BOUND_S)
+    rest = client.read_until_closed()  # TimeoutError if the proxy kept waiting
+    assert [e.error_code for e in errors_in(rest)] == [1043]
+    client.close()
+
+
 # -- clients that never finish their login ---------------------------------------------------
 
 

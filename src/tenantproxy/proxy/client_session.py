@@ -550,6 +550,11 @@ class ClientSession(asyncio.Protocol):
             self._give_back_unless_none(held)
             self._send_error_and_close(mysql_errors.MALFORMED_PACKET)
             return
+        except TimeoutError:  # no answer to the AuthSwitchRequest within login_timeout_s
+            self._give_back_unless_none(held)
+            self._context.log.info("session %d: COM_CHANGE_USER timed out", self.session_id)
+            self._send_error_and_close(mysql_errors.BAD_HANDSHAKE, self._change_user_sequence_id)
+            return
         if self.phase is SessionPhase.CLOSED:
             self._give_back_unless_none(held)
             return
@@ -667,7 +672,9 @@ class ClientSession(asyncio.Protocol):
             if self.phase is SessionPhase.CLOSED:
                 raise ProtocolError("client left during COM_CHANGE_USER")
             self._inbox.clear()
-            await self._inbox.wait()
+            # As long as a login may take: a client that never answers must not hold the
+            # session (and its backend) open.
+            await asyncio.wait_for(self._inbox.wait(), self._context.config.login_timeout_s)
         self._change_user_sequence_id = (answer[0] + 1) % 256
         return answer[1], scramble
 
