@@ -4,6 +4,7 @@ and a tenant logs in through it to the stack's real MariaDB."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import venv
@@ -17,9 +18,16 @@ PROJECT = Path(__file__).resolve().parents[2]
 
 
 def build_wheel(folder: Path) -> Path:
+    # From a copy of what the wheel is made of: setuptools writes build/ where it builds, and
+    # must leave no such folder in the checkout (a stale build/lib outlives deleted modules).
+    source = folder / "source"
+    ignored = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    shutil.copytree(PROJECT / "src", source / "src", ignore=ignored)
+    for name in ("pyproject.toml", "README.md", *(p.name for p in PROJECT.glob("LICEN[CS]E*"))):
+        shutil.copy2(PROJECT / name, source / name)
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(folder), "."],
-        cwd=PROJECT,
+        cwd=source,
         check=True,
         timeout=300,
     )
