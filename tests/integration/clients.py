@@ -112,5 +112,17 @@ def mariadb_cli(
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
 
 
+def first_value(connection: Any, sql: str) -> Any:
+    """The first column of the first row of a query's answer (None without a row), with any
+    DB-API driver's connection."""
+    cursor = connection.cursor()
+    try:
+        cursor.execute(sql)
+        row = cursor.fetchone()
+        return None if row is None else row[0]
+    finally:
+        cursor.close()
+
+
 def ca_path(outputs: dict[str, Any]) -> str:
     return str(Path(outputs["CACertificate"]))

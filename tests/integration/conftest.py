@@ -41,6 +41,12 @@ class RunningStack:
         )
         return store.get(f"tenants/{user}")
 
+    @property
+    def proxy_writer(self) -> str:
+        """host:port of the proxy cluster's writer, which the read/write endpoint reaches too."""
+        instances = self.outputs["ProxyClusterInstances"]
+        return str(next(i["endpoint"] for i in instances if i["role"] == "writer"))
+
     def admin_connect(self, host_port: str, **kwargs: Any) -> pymysql.connections.Connection:  # type: ignore[type-arg]
         """A PyMySQL connection as the stack's admin, over TLS verified with the stack's CA."""
         admin = read_admin_credentials(Path(self.outputs["AdminCredentials"]))

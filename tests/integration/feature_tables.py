@@ -10,12 +10,6 @@ from typing import Any
 from tests.integration.proxy_thread import ProxyThread, proxy_config_from_stack
 
 
-def writer_of(stack: Any) -> str:
-    """host:port of the proxy cluster's writer, which the read/write endpoint reaches too."""
-    instances = stack.outputs["ProxyClusterInstances"]
-    return str(next(i["endpoint"] for i in instances if i["role"] == "writer"))
-
-
 def create_feature_tables(stack: Any, tenant: str, database: str) -> None:
     """bulk_rows (auto-increment id, v), json_doc (id, a JSON doc, a POINT; two rows) and
     progress_me (20,000 rows, which the tenant may ALTER)."""
@@ -30,7 +24,7 @@ def create_feature_tables(stack: Any, tenant: str, database: str) -> None:
         f"FROM {database}.seq_1_to_20000",
         f"GRANT ALTER ON {database}.progress_me TO '{tenant}'@'%'",
     ]
-    connection = stack.admin_connect(writer_of(stack))
+    connection = stack.admin_connect(stack.proxy_writer)
     try:
         with connection.cursor() as cursor:
             for statement in statements:

@@ -32,11 +32,6 @@ def proxy(stack: Any) -> Iterator[ProxyThread]:
         yield running
 
 
-def writer_of(stack: Any) -> str:
-    instances = stack.outputs["ProxyClusterInstances"]
-    return str(next(i["endpoint"] for i in instances if i["role"] == "writer"))
-
-
 def tenant(stack: Any, endpoint: str, *, tls: bool) -> dict[str, Any]:
     return {
         "endpoint": endpoint,
@@ -61,7 +56,7 @@ def counted_since(proxy: ProxyThread, before: tuple[int, int]) -> tuple[int, int
 @pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
 def test_mariadb_compress_fetches_2_mb_as_directly_and_it_crosses_compressed(stack, proxy, tls):
     direct = mariadb_cli(
-        **tenant(stack, writer_of(stack), tls=tls), sql=BIG_RESULT_SQL, options=("--compress",)
+        **tenant(stack, stack.proxy_writer, tls=tls), sql=BIG_RESULT_SQL, options=("--compress",)
     )
     assert direct.returncode == 0, direct.stderr
     before = byte_counters(proxy)
@@ -89,7 +84,7 @@ def test_an_uncompressed_client_is_not_counted(stack, proxy):
 def test_mysqlclient_compress_true_reads_the_same_rows(stack, proxy):
     rows = {}
     before = byte_counters(proxy)
-    for name, endpoint in (("direct", writer_of(stack)), ("proxy", proxy.endpoint("read_write"))):
+    for name, endpoint in (("direct", stack.proxy_writer), ("proxy", proxy.endpoint("read_write"))):
         connection = mysqlclient_connect(**tenant(stack, endpoint, tls=True), compress=True)
         try:
             cursor = connection.cursor()

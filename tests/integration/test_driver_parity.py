@@ -20,7 +20,7 @@ from tests.integration.clients import (
     mysqlclient_connect,
     pymysql_connect,
 )
-from tests.integration.feature_tables import proxy_over_feature_tables, writer_of
+from tests.integration.feature_tables import proxy_over_feature_tables
 from tests.integration.proxy_thread import ProxyThread
 
 pytestmark = pytest.mark.integration
@@ -49,7 +49,7 @@ def proxy(stack: Any) -> Iterator[ProxyThread]:
 
 
 def endpoints(stack: Any, proxy: ProxyThread) -> dict[str, str]:
-    return {"direct": writer_of(stack), "proxy": proxy.endpoint("read_write")}
+    return {"direct": stack.proxy_writer, "proxy": proxy.endpoint("read_write")}
 
 
 def login(stack: Any, endpoint: str, *, tls: bool = True) -> dict[str, Any]:

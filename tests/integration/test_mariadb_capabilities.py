@@ -22,7 +22,7 @@ from tenantproxy.wire.mysql.constants import CapabilityFlags as F
 from tenantproxy.wire.mysql.framing import encode_packet
 from tenantproxy.wire.mysql.response_tracker import ResponseTracker
 from tests.integration.clients import host_port
-from tests.integration.feature_tables import proxy_over_feature_tables, writer_of
+from tests.integration.feature_tables import proxy_over_feature_tables
 from tests.integration.proxy_thread import ProxyThread
 from tests.integration.raw_client import RawClient
 
@@ -65,7 +65,7 @@ def run_step(binary: Path, stack: Any, endpoint: str, step: str) -> list[str]:
 
 
 def direct_and_proxied(binary: Path, stack: Any, proxy: ProxyThread, step: str) -> list[str]:
-    direct = run_step(binary, stack, writer_of(stack), step)
+    direct = run_step(binary, stack, stack.proxy_writer, step)
     proxied = run_step(binary, stack, proxy.endpoint("read_write"), step)
     assert proxied == direct
     return proxied
@@ -158,7 +158,7 @@ JSON_SELECT = b"\x03SELECT id, doc, place FROM json_doc ORDER BY id"
 def test_a_result_has_the_bytes_mariadb_sends_a_client_of_the_same_capabilities(
     stack, proxy, extended
 ):
-    direct = answers(stack, writer_of(stack), extended, [JSON_SELECT])
+    direct = answers(stack, stack.proxy_writer, extended, [JSON_SELECT])
     proxied = answers(stack, proxy.endpoint("read_write"), extended, [JSON_SELECT])
     assert proxied == direct
     # Extended metadata: a block of 6 bytes, format name (1) "json".
@@ -180,7 +180,7 @@ def test_executes_skip_the_column_definitions_the_client_has_as_mariadb_does(sta
         finally:
             client.close()
 
-    direct = prepare_and_execute_twice(writer_of(stack))
+    direct = prepare_and_execute_twice(stack.proxy_writer)
     proxied = prepare_and_execute_twice(proxy.endpoint("read_write"))
     assert proxied == direct
     # Two columns, "metadata follows" 0: the client has them from PREPARE's answer.

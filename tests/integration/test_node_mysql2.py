@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.integration.clients import host_port
-from tests.integration.feature_tables import proxy_over_feature_tables, writer_of
+from tests.integration.feature_tables import proxy_over_feature_tables
 from tests.integration.proxy_thread import ProxyThread
 
 pytestmark = pytest.mark.integration
@@ -50,7 +50,7 @@ def json_metadata(stack: Any, endpoint: str) -> dict[str, Any]:
 
 
 def test_mysql2_gets_the_json_and_point_columns_as_directly(stack, proxy):
-    direct = json_metadata(stack, writer_of(stack))
+    direct = json_metadata(stack, stack.proxy_writer)
     proxied = json_metadata(stack, proxy.endpoint("read_write"))
     assert proxied == direct
     for protocol in ("text", "binary"):

@@ -24,14 +24,10 @@ IDS = (3, 17, 29, 41, 50)
 TWENTY_MIB = 20 * 1024 * 1024
 
 
-def writer_endpoint(outputs: dict[str, Any]) -> str:
-    return next(i["endpoint"] for i in outputs["ProxyClusterInstances"] if i["role"] == "writer")
-
-
 @pytest.fixture(scope="module")
 def expected_rows(stack: Any) -> list[tuple[Any, ...]]:
     """The rows as the writer has them, read with the admin account, not through the proxy."""
-    connection = stack.admin_connect(writer_endpoint(stack.outputs))
+    connection = stack.admin_connect(stack.proxy_writer)
     try:
         with connection.cursor() as cursor:
             cursor.execute(f"SELECT * FROM {DATABASE}.mytable WHERE ID IN %s ORDER BY ID", (IDS,))

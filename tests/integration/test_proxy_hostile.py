@@ -249,12 +249,6 @@ def test_a_client_trickling_its_login_byte_by_byte_is_closed_by_the_login_deadli
 LOCK_WAIT_BOUND_S = 10
 
 
-def the_writer(stack: Any) -> str:
-    return next(
-        i["endpoint"] for i in stack.outputs["ProxyClusterInstances"] if i["role"] == "writer"
-    )
-
-
 def send_close_notify(client: RawClient) -> None:
     """TLS close_notify, leaving the TCP connection open (no FIN)."""
     assert isinstance(client.sock, ssl.SSLSocket)
@@ -267,7 +261,7 @@ def send_close_notify(client: RawClient) -> None:
 def test_a_client_gone_without_com_quit_frees_its_transaction_at_once(
     stack, proxy, bystander, proxy_log, goodbye
 ):
-    admin = stack.admin_connect(the_writer(stack))
+    admin = stack.admin_connect(stack.proxy_writer)
     with admin.cursor() as cursor:
         cursor.execute("CREATE TABLE IF NOT EXISTS user_database7.held (id INT)")
         cursor.execute(f"SET SESSION lock_wait_timeout = {LOCK_WAIT_BOUND_S}")

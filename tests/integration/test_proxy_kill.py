@@ -11,7 +11,13 @@ import mysql.connector
 import pymysql
 import pytest
 
-from tests.integration.clients import ca_path, connector_connect, mariadb_cli, pymysql_connect
+from tests.integration.clients import (
+    ca_path,
+    connector_connect,
+    first_value,
+    mariadb_cli,
+    pymysql_connect,
+)
 from tests.integration.proxy_thread import ProxyThread, proxy_config_from_stack
 
 pytestmark = pytest.mark.integration
@@ -32,11 +38,6 @@ def tenant(stack: Any, endpoint: str, number: int = VICTIM) -> dict[str, Any]:
     }
 
 
-def writer_of(stack: Any) -> str:
-    instances = stack.outputs["ProxyClusterInstances"]
-    return next(i["endpoint"] for i in instances if i["role"] == "writer")
-
-
 @pytest.fixture(scope="module")
 def proxy(stack: Any) -> Iterator[ProxyThread]:
     with ProxyThread(proxy_config_from_stack(stack.outputs)) as running:
@@ -46,17 +47,7 @@ def proxy(stack: Any) -> Iterator[ProxyThread]:
 @pytest.fixture(params=["direct", "proxy"])
 def endpoint(request: Any, stack: Any, proxy: ProxyThread) -> str:
     """Each test runs straight to the writer and through the proxy, and must behave alike."""
-    return writer_of(stack) if request.param == "direct" else proxy.endpoint("read_write")
-
-
-def value_of(connection: Any, sql: str) -> Any:
-    cursor = connection.cursor()
-    try:
-        cursor.execute(sql)
-        row = cursor.fetchone()
-        return None if row is None else row[0]
-    finally:
-        cursor.close()
+    return stack.proxy_writer if request.param == "direct" else proxy.endpoint("read_write")
 
 
 class LongQuery:
@@ -73,7 +64,7 @@ class LongQuery:
     def _run(self) -> None:
         self.started.set()
         try:
-            self.outcome = ("result", value_of(self.connection, LONG_QUERY))
+            self.outcome = ("result", first_value(self.connection, LONG_QUERY))
         except Exception as exc:
             self.outcome = ("error", exc.args[0] if exc.args else None)
 
@@ -86,7 +77,7 @@ class LongQuery:
 def wait_until_running(watcher: Any, thread_id: int) -> None:
     """Until the victim's SLEEP shows in the processlist (seen from the killer's connection)."""
     for _ in range(100):
-        state = value_of(
+        state = first_value(
             watcher,
             f"SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO = '{LONG_QUERY}'",
         )
@@ -98,7 +89,7 @@ def wait_until_running(watcher: Any, thread_id: int) -> None:
 
 def is_closed(connection: Any) -> bool:
     try:
-        value_of(connection, "SELECT 1")
+        first_value(connection, "SELECT 1")
     except (pymysql.err.OperationalError, pymysql.err.InterfaceError, mysql.connector.Error):
         return True
     return False
@@ -109,7 +100,7 @@ def pymysql_kill(killer: Any, thread_id: int) -> None:
 
 
 def sql_kill(killer: Any, thread_id: int) -> None:
-    value_of(killer, f"KILL {thread_id}")
+    first_value(killer, f"KILL {thread_id}")
 
 
 def connector_kill(stack: Any, endpoint: str, thread_id: int) -> None:
@@ -131,7 +122,7 @@ def test_kill_of_the_handshake_id_closes_that_connection(stack, endpoint, kill):
     victim = pymysql_connect(**tenant(stack, endpoint))
     with pymysql_connect(**tenant(stack, endpoint, KILLER)) as killer:
         kill(killer, victim.thread_id())
-        assert value_of(killer, "SELECT 1") == 1
+        assert first_value(killer, "SELECT 1") == 1
     assert is_closed(victim)
 
 
@@ -155,9 +146,9 @@ def test_kill_query_interrupts_the_statement_and_keeps_the_connection(stack, end
     ):
         running = LongQuery(victim)
         wait_until_running(killer, victim.thread_id())
-        value_of(killer, f"KILL QUERY {victim.thread_id()}")
+        first_value(killer, f"KILL QUERY {victim.thread_id()}")
         assert running.ended() == ("error", 1317)  # Query execution was interrupted
-        assert value_of(victim, "SELECT 2") == 2
+        assert first_value(victim, "SELECT 2") == 2
 
 
 def test_a_session_of_another_tenant_is_an_unknown_thread(stack, proxy):
@@ -172,7 +163,7 @@ def test_a_session_of_another_tenant_is_an_unknown_thread(stack, proxy):
                 kill(stranger, victim.thread_id())
             code, message = caught.value.args
             assert (code, message) == (1094, f"Unknown thread id: {victim.thread_id()}")
-    assert value_of(victim, "SELECT 1") == 1
+    assert first_value(victim, "SELECT 1") == 1
     victim.close()
 
 
@@ -180,23 +171,23 @@ def test_an_id_nobody_has_is_an_unknown_thread(stack, endpoint):
     with pymysql_connect(**tenant(stack, endpoint, KILLER)) as killer:
         unused = (1 << 30) + 999_999
         with pytest.raises(pymysql.err.OperationalError) as caught:
-            value_of(killer, f"KILL QUERY {unused}")
+            first_value(killer, f"KILL QUERY {unused}")
         assert caught.value.args == (1094, f"Unknown thread id: {unused}")
-        assert value_of(killer, "SELECT 1") == 1
+        assert first_value(killer, "SELECT 1") == 1
 
 
 def test_a_backend_thread_id_from_connection_id_still_works(stack, endpoint):
     victim = pymysql_connect(**tenant(stack, endpoint))
-    backend_id = value_of(victim, "SELECT CONNECTION_ID()")
+    backend_id = first_value(victim, "SELECT CONNECTION_ID()")
     with pymysql_connect(**tenant(stack, endpoint, KILLER)) as killer:
-        value_of(killer, f"KILL {backend_id}")
+        first_value(killer, f"KILL {backend_id}")
     assert is_closed(victim)
 
 
 def test_handshake_ids_are_told_apart_from_backend_ids(stack, proxy):
     with pymysql_connect(**tenant(stack, proxy.endpoint("read_write"))) as connection:
         assert connection.thread_id() >= 1 << 30
-        assert value_of(connection, "SELECT CONNECTION_ID()") < 1 << 30
+        assert first_value(connection, "SELECT CONNECTION_ID()") < 1 << 30
 
 
 def test_kill_reaches_a_session_on_another_replica(stack, proxy):
@@ -206,16 +197,16 @@ def test_kill_reaches_a_session_on_another_replica(stack, proxy):
     victim = pymysql_connect(**tenant(stack, reader))
     killer = pymysql_connect(**tenant(stack, reader, KILLER))
     try:
-        victim_server = value_of(victim, "SELECT @@server_id")
-        assert value_of(killer, "SELECT @@server_id") != victim_server, "same replica"
+        victim_server = first_value(victim, "SELECT @@server_id")
+        assert first_value(killer, "SELECT @@server_id") != victim_server, "same replica"
         running = LongQuery(victim)
         wait_until_running(victim_watcher(stack, proxy, victim_server), victim.thread_id())
-        value_of(killer, f"KILL QUERY {victim.thread_id()}")
+        first_value(killer, f"KILL QUERY {victim.thread_id()}")
         assert running.ended() == ("error", 1317)
-        assert value_of(victim, "SELECT 2") == 2
-        value_of(killer, f"KILL {victim.thread_id()}")
+        assert first_value(victim, "SELECT 2") == 2
+        first_value(killer, f"KILL {victim.thread_id()}")
         assert is_closed(victim)
-        assert value_of(killer, "SELECT 3") == 3
+        assert first_value(killer, "SELECT 3") == 3
     finally:
         killer.close()
 
@@ -224,7 +215,7 @@ def victim_watcher(stack: Any, proxy: ProxyThread, server_id: int) -> Any:
     """An admin connection to the replica whose @@server_id is given."""
     for instance in stack.outputs["ProxyClusterInstances"]:
         admin = stack.admin_connect(instance["endpoint"])
-        if value_of(admin, "SELECT @@server_id") == server_id:
+        if first_value(admin, "SELECT @@server_id") == server_id:
             return admin
         admin.close()
     raise AssertionError(f"no replica with server id {server_id}")

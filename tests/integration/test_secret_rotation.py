@@ -24,19 +24,13 @@ REGION = "us-east-1"
 NEW_PASSWORD = "rotated-password-0123456789abcdef"
 
 
-def writer_of(stack: Any) -> str:
-    return next(
-        i["endpoint"] for i in stack.outputs["ProxyClusterInstances"] if i["role"] == "writer"
-    )
-
-
 def set_password(stack: Any, password: str) -> None:
-    with stack.admin_connect(writer_of(stack)) as admin, admin.cursor() as cursor:
+    with stack.admin_connect(stack.proxy_writer) as admin, admin.cursor() as cursor:
         cursor.execute(f"ALTER USER '{TENANT}'@'%%' IDENTIFIED BY %s", (password,))
 
 
 def backend_threads(stack: Any) -> list[int]:
-    with stack.admin_connect(writer_of(stack)) as admin, admin.cursor() as cursor:
+    with stack.admin_connect(stack.proxy_writer) as admin, admin.cursor() as cursor:
         cursor.execute("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = %s", (TENANT,))
         return [row[0] for row in cursor.fetchall()]
 
@@ -81,7 +75,7 @@ def test_a_rotated_password_is_picked_up_when_the_database_rejects_the_cached_on
             set_password(stack, NEW_PASSWORD)
             rotated = Secret.from_dict({**required.to_dict(), "password": NEW_PASSWORD})
             manager.put_secret_value(SecretId=name, SecretString=rotated.to_json())
-            with stack.admin_connect(writer_of(stack)) as admin, admin.cursor() as cursor:
+            with stack.admin_connect(stack.proxy_writer) as admin, admin.cursor() as cursor:
                 for thread_id in backend_threads(stack):  # the warm backend goes away
                     cursor.execute(f"KILL {thread_id}")
             assert log_in_and_count() > 0  # a new backend, with the re-read password

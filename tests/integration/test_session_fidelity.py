@@ -11,6 +11,7 @@ import pytest
 from tests.integration.clients import (
     ca_path,
     connector_connect,
+    first_value,
     mariadb_cli,
     mysqlclient_connect,
     pymysql_connect,
@@ -35,11 +36,6 @@ def settings(stack: Any, endpoint: str, database: str | None = HOME) -> dict[str
     }
 
 
-def writer_of(stack: Any) -> str:
-    instances = stack.outputs["ProxyClusterInstances"]
-    return next(i["endpoint"] for i in instances if i["role"] == "writer")
-
-
 @pytest.fixture(scope="module")
 def proxy(stack: Any) -> Iterator[ProxyThread]:
     """The writer endpoint only, so the next client gets the backend the last one left."""
@@ -47,26 +43,17 @@ def proxy(stack: Any) -> Iterator[ProxyThread]:
         yield running
 
 
-def one_value(connection: Any, sql: str) -> Any:
-    cursor = connection.cursor()
-    try:
-        cursor.execute(sql)
-        return cursor.fetchone()[0]
-    finally:
-        cursor.close()
-
-
 def pymysql_init_db(stack: Any, endpoint: str) -> None:
     with pymysql_connect(**settings(stack, endpoint)) as connection:
         connection.select_db(ELSEWHERE)  # COM_INIT_DB
-        assert one_value(connection, "SELECT DATABASE()") == ELSEWHERE
+        assert first_value(connection, "SELECT DATABASE()") == ELSEWHERE
 
 
 def mysqlclient_use(stack: Any, endpoint: str) -> None:
     connection = mysqlclient_connect(**settings(stack, endpoint))
     try:
         connection.cursor().execute(f"USE {ELSEWHERE}")
-        assert one_value(connection, "SELECT DATABASE()") == ELSEWHERE
+        assert first_value(connection, "SELECT DATABASE()") == ELSEWHERE
     finally:
         connection.close()
 
@@ -75,7 +62,7 @@ def connector_init_db(stack: Any, endpoint: str) -> None:
     connection = connector_connect(**settings(stack, endpoint))
     try:
         connection.cmd_init_db(ELSEWHERE)
-        assert one_value(connection, "SELECT DATABASE()") == ELSEWHERE
+        assert first_value(connection, "SELECT DATABASE()") == ELSEWHERE
     finally:
         connection.close()
 
@@ -99,31 +86,31 @@ def test_the_next_client_lands_in_its_own_database_after_another_changed_schema(
     endpoint = proxy.endpoint("read_write")
     move(stack, endpoint)
     with pymysql_connect(**settings(stack, endpoint)) as connection:
-        assert one_value(connection, "SELECT DATABASE()") == HOME
-        assert one_value(connection, "SELECT COUNT(*) FROM mytable") > 0
+        assert first_value(connection, "SELECT DATABASE()") == HOME
+        assert first_value(connection, "SELECT COUNT(*) FROM mytable") > 0
 
 
 def test_the_proxy_reuses_the_backend_it_moved_back_to_the_database(stack, proxy):
     endpoint = proxy.endpoint("read_write")
     with pymysql_connect(**settings(stack, endpoint)) as first:
-        backend_id = one_value(first, "SELECT CONNECTION_ID()")
+        backend_id = first_value(first, "SELECT CONNECTION_ID()")
         first.select_db(ELSEWHERE)
     with pymysql_connect(**settings(stack, endpoint)) as second:
-        assert one_value(second, "SELECT CONNECTION_ID()") == backend_id
-        assert one_value(second, "SELECT DATABASE()") == HOME
+        assert first_value(second, "SELECT CONNECTION_ID()") == backend_id
+        assert first_value(second, "SELECT DATABASE()") == HOME
 
 
 def test_a_client_without_a_database_lands_in_none_after_another_chose_one(stack, proxy):
     endpoint = proxy.endpoint("read_write")
     for _ in range(2):
         with pymysql_connect(**settings(stack, endpoint, database=None)) as connection:
-            assert one_value(connection, "SELECT DATABASE()") is None
+            assert first_value(connection, "SELECT DATABASE()") is None
             connection.select_db(HOME)
 
 
 def test_a_client_lands_in_its_database_after_another_dropped_the_one_it_was_in(stack, proxy):
     scratch = f"scratch_fidelity{TENANT}"
-    with stack.admin_connect(writer_of(stack)) as admin, admin.cursor() as cursor:
+    with stack.admin_connect(stack.proxy_writer) as admin, admin.cursor() as cursor:
         cursor.execute(f"CREATE DATABASE IF NOT EXISTS {scratch}")
         cursor.execute(f"GRANT ALL PRIVILEGES ON {scratch}.* TO 'user{TENANT}'@'%'")
     endpoint = proxy.endpoint("read_write")
@@ -132,11 +119,11 @@ def test_a_client_lands_in_its_database_after_another_dropped_the_one_it_was_in(
             first.select_db(scratch)
             with first.cursor() as cursor:
                 cursor.execute(f"DROP DATABASE {scratch}")
-            assert one_value(first, "SELECT DATABASE()") is None
+            assert first_value(first, "SELECT DATABASE()") is None
         with pymysql_connect(**settings(stack, endpoint)) as second:
-            assert one_value(second, "SELECT DATABASE()") == HOME
+            assert first_value(second, "SELECT DATABASE()") == HOME
     finally:
-        with stack.admin_connect(writer_of(stack)) as admin, admin.cursor() as cursor:
+        with stack.admin_connect(stack.proxy_writer) as admin, admin.cursor() as cursor:
             cursor.execute(f"DROP DATABASE IF EXISTS {scratch}")
             cursor.execute(f"REVOKE ALL PRIVILEGES ON {scratch}.* FROM 'user{TENANT}'@'%'")
 
@@ -148,7 +135,7 @@ def test_a_clear_text_login_to_a_password_tenant_is_switched_as_mariadb_does(sta
     config = proxy_config_from_stack(stack.outputs, require_tls=False)
     with ProxyThread(config) as plain_proxy:
         outputs = []
-        for endpoint in (writer_of(stack), plain_proxy.endpoint("read_write")):
+        for endpoint in (stack.proxy_writer, plain_proxy.endpoint("read_write")):
             login = settings(stack, endpoint) | ({} if tls else {"ca_file": None})
             result = mariadb_cli(
                 **login,
@@ -163,15 +150,15 @@ def test_a_clear_text_login_to_a_password_tenant_is_switched_as_mariadb_does(sta
 @pytest.fixture(params=["direct", "proxy"])
 def endpoint(request: Any, stack: Any, proxy: ProxyThread) -> str:
     """Straight to the writer and through the proxy: both must behave alike."""
-    return writer_of(stack) if request.param == "direct" else proxy.endpoint("read_write")
+    return stack.proxy_writer if request.param == "direct" else proxy.endpoint("read_write")
 
 
 LOCK = "fidelity_change_user_lock"
 
 
 def lock_is_free(stack: Any) -> bool:
-    with stack.admin_connect(writer_of(stack)) as admin:
-        return one_value(admin, f"SELECT IS_FREE_LOCK('{LOCK}')") == 1
+    with stack.admin_connect(stack.proxy_writer) as admin:
+        return first_value(admin, f"SELECT IS_FREE_LOCK('{LOCK}')") == 1
 
 
 @pytest.mark.parametrize(
@@ -238,6 +225,6 @@ def test_a_change_user_to_the_same_user_lands_in_the_named_database(stack, endpo
         connection.cmd_change_user(
             username=f"user{TENANT}", password=stack.secret(f"user{TENANT}").password, database=HOME
         )
-        assert one_value(connection, "SELECT DATABASE()") == HOME
+        assert first_value(connection, "SELECT DATABASE()") == HOME
     finally:
         connection.close()

@@ -34,7 +34,6 @@ from tenantproxy.wire.mysql.session_track import (
     TransactionState,
     session_entries,
 )
-from tests.integration.feature_tables import writer_of
 from tests.integration.raw_client import RawClient
 
 pytestmark = pytest.mark.integration
@@ -50,7 +49,7 @@ class Tracked:
 
     def __init__(self, stack: Any) -> None:
         admin = read_admin_credentials(Path(stack.outputs["AdminCredentials"]))
-        self.client = RawClient(writer_of(stack), stack.outputs["CACertificate"])
+        self.client = RawClient(stack.proxy_writer, stack.outputs["CACertificate"])
         login = self.client.log_in(
             admin.user, admin.password, None, CapabilityFlags.CLIENT_SESSION_TRACK
         )
@@ -244,8 +243,8 @@ def test_a_replay_gives_another_connection_the_same_values(stack, session):
     for sql in statements:
         state.observe(session.run(sql)[0])
     names = sorted(state.wanted.variables)
-    expected = stack.admin_connect(writer_of(stack))
-    target = stack.admin_connect(writer_of(stack))
+    expected = stack.admin_connect(stack.proxy_writer)
+    target = stack.admin_connect(stack.proxy_writer)
     try:
         with expected.cursor() as cursor:
             for sql in statements:

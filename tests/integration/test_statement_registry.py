@@ -17,7 +17,6 @@ from tenantproxy.stack.outputs import read_admin_credentials
 from tenantproxy.wire.mysql.framing import encode_packet
 from tenantproxy.wire.mysql.response_tracker import ResponseTracker
 from tenantproxy.wire.mysql.responses import ErrPacket
-from tests.integration.feature_tables import writer_of
 from tests.integration.raw_client import RawClient
 
 pytestmark = pytest.mark.integration
@@ -29,7 +28,7 @@ TYPES = b"\x08\x00\xfd\x00"  # MYSQL_TYPE_LONGLONG, MYSQL_TYPE_VAR_STRING
 class Connection:
     def __init__(self, stack: Any) -> None:
         admin = read_admin_credentials(Path(stack.outputs["AdminCredentials"]))
-        self.client = RawClient(writer_of(stack), stack.outputs["CACertificate"])
+        self.client = RawClient(stack.proxy_writer, stack.outputs["CACertificate"])
         self.capabilities = self.client.log_in(admin.user, admin.password, None).capability_flags
 
     def send(self, *payloads: bytes) -> list[bytes]:

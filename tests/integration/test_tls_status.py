@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from tests.integration.clients import ca_path, mariadb_cli, pymysql_connect
-from tests.integration.feature_tables import writer_of
 from tests.integration.proxy_thread import ProxyThread, proxy_config_from_stack
 
 pytestmark = pytest.mark.integration
@@ -55,7 +54,7 @@ def test_ssl_status_through_the_proxy_describes_the_backend_leg(stack, proxy):
 
 
 def test_straight_to_mariadb_ssl_status_describes_the_client_leg(stack):
-    status, client_cipher = ssl_status_and_client_cipher(stack, writer_of(stack))
+    status, client_cipher = ssl_status_and_client_cipher(stack, stack.proxy_writer)
     assert status["Ssl_cipher"] == client_cipher
 
 
