@@ -209,7 +209,7 @@ class ClientSession(asyncio.Protocol):
         victim_backend = victim.held_backend
         if victim_backend is None:  # logging in, or between backends: nothing runs there
             if not request.is_query_only:
-                victim.close_for_kill()
+                victim.close_now()
             relay.forward_command(answered_without_a_kill())
             return True
         if self._held is not None and victim_backend.target is self._held.target:
@@ -477,11 +477,10 @@ class ClientSession(asyncio.Protocol):
         return event.data, self._server.scramble
 
     def _become(self, db_user: str) -> bool:
-        """The session is now the tenant's; False when the tenant has all its clients already."""
+        """The session is now the tenant's (at login; COM_CHANGE_USER moves in _move_to_user);
+        False when the tenant has all its clients already."""
         if not self._context.admit_tenant_client(db_user):
             return False
-        if self.username is not None:
-            self._context.release_tenant_client(self.username)
         self.username = db_user
         return True
 
@@ -680,10 +679,8 @@ class ClientSession(asyncio.Protocol):
 
     # -- the end ---------------------------------------------------------------------------
 
-    def close_for_shutdown(self) -> None:
-        self._close()
-
-    def close_for_kill(self) -> None:
+    def close_now(self) -> None:
+        """Closes the client's connection without a word (shutdown, a KILL of this session)."""
         self._close()
 
     @property

@@ -242,7 +242,7 @@ class ProxyServer:
         if sessions:
             await asyncio.wait([s.closed for s in sessions], timeout=grace_s)
         for session in list(self.context.sessions.values()):
-            session.close_for_shutdown()
+            session.close_now()
         await asyncio.gather(*(pool.close() for pool in self.context.pools.pools()))
         for listener in self._listeners:
             await listener.wait_closed()
