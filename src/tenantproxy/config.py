@@ -19,6 +19,12 @@ from tenantproxy.errors import ConfigError
 ENV_PREFIX = "TENANTPROXY_"
 
 
+# "transaction": a client holds a backend for one transaction (one statement in autocommit mode)
+# and its session state is carried to the next backend (docs/multiplexing.md). "session": from
+# login to logout, as PgBouncer's pool_mode = session.
+PoolMode = Literal["transaction", "session"]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -30,6 +36,8 @@ class EndpointConfig(_Strict):
     role: Literal["read_write", "read_only"]
     host: str = "127.0.0.1"
     port: int = Field(ge=0, le=65535)
+    # None: the proxy's pool_mode.
+    pool_mode: PoolMode | None = None
 
 
 class TargetConfig(_Strict):
@@ -131,6 +139,18 @@ class ProxyConfig(_Strict):
     login_timeout_s: float = Field(default=10.0, gt=0)
     init_query: str | None = None
 
+    # Transaction multiplexing (docs/multiplexing.md); an endpoint may set its own pool_mode.
+    pool_mode: PoolMode = "session"
+    # ProxySQL's auto_increment_delay_multiplex: after an OK with a last insert id, the client
+    # keeps its backend for this many more statements, so SELECT LAST_INSERT_ID() runs there.
+    last_insert_id_hold_statements: int = Field(default=5, ge=0)
+    # RDS Proxy's SessionPinningFilters: "EXCLUDE_VARIABLE_SETS" stops SETs of variables the
+    # proxy does not carry from pinning (they are then not carried either).
+    session_pinning_filters: list[Literal["EXCLUDE_VARIABLE_SETS"]] = Field(default_factory=list)
+    # Binary prepared statements each backend keeps for the clients it serves (closed least
+    # recently used first).
+    backend_statement_cache_size: int = Field(default=256, ge=1)
+
     # Pools: one per (target, db user).
     target_max_connections: int = Field(default=151, ge=1)  # used until the target is asked
     pool_min_idle: int = Field(default=0, ge=0)
@@ -174,6 +194,9 @@ class ProxyConfig(_Strict):
     @property
     def is_tls_offered(self) -> bool:
         return self.tls_cert_file is not None
+
+    def pool_mode_of(self, endpoint: EndpointConfig) -> PoolMode:
+        return endpoint.pool_mode or self.pool_mode
 
 
 def load_proxy_config(path: Path, environ: dict[str, str] | None = None) -> ProxyConfig:
