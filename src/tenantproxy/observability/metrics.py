@@ -45,6 +45,8 @@ class Metrics:
     def __init__(self) -> None:
         self._counters: Counter[str] = Counter({name: 0 for name in COUNTER_NAMES})
         self._tenant_counters: Counter[tuple[str, str]] = Counter()
+        # Sessions pinned to their backend in transaction mode, per (tenant, reason).
+        self.pins: Counter[tuple[str, str]] = Counter()
         self.borrow_latency_us_sum = 0.0
         self.borrow_latency_count = 0
 
@@ -54,6 +56,10 @@ class Metrics:
         self._counters[name] += amount
         if tenant is not None and name in TENANT_COUNTER_NAMES:
             self._tenant_counters[(name, tenant)] += amount
+
+    def count_pin(self, tenant: str, reason: str) -> None:
+        """A session pinned to its backend (transaction mode), for one reason."""
+        self.pins[(tenant, reason)] += 1
 
     def tenant_snapshot(self, name: str) -> dict[str, int]:
         """Per tenant, one of TENANT_COUNTER_NAMES."""

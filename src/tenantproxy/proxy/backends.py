@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, cast
 
 from tenantproxy.errors import BackendAuthError, BackendError
+from tenantproxy.proxy.session_state import ARMING_STATEMENT, TRACKED_VARIABLES, TrackedState
 from tenantproxy.wire.mysql import auth_plugins, commands
 from tenantproxy.wire.mysql.client_connection import ClientConnection
 from tenantproxy.wire.mysql.codec import Reader
@@ -32,6 +33,7 @@ from tenantproxy.wire.mysql.events import (
 )
 from tenantproxy.wire.mysql.framing import PacketDecoder, encode_packet
 from tenantproxy.wire.mysql.handshake import AuthSwitchRequest, ComChangeUser
+from tenantproxy.wire.mysql.response_editor import ResponseEditor
 from tenantproxy.wire.mysql.response_tracker import ResponseTracker
 from tenantproxy.wire.mysql.responses import ErrPacket, OkPacket
 
@@ -71,6 +73,13 @@ BASE_CAPABILITIES = (
     | CapabilityFlags.CLIENT_CONNECT_ATTRS
 )
 _LOGIN_TIMEOUT_S = 10.0
+# The tracked variables a multiplexed backend starts with (only those this server has).
+BASELINE_QUERY = (
+    "SELECT VARIABLE_NAME, VARIABLE_VALUE FROM information_schema.SESSION_VARIABLES"
+    " WHERE VARIABLE_NAME IN ("
+    + ", ".join(f"'{name.upper()}'" for name in sorted(TRACKED_VARIABLES))
+    + ")"
+)
 
 
 class BackendProfile(NamedTuple):
@@ -83,13 +92,26 @@ class BackendProfile(NamedTuple):
     capabilities: CapabilityFlags
     character_set: int
     has_database: bool = True
+    # Shared per transaction (pool_mode = "transaction"): the backend always negotiates
+    # CLIENT_SESSION_TRACK and has session tracking armed (session_state.ARMING_STATEMENT).
+    is_multiplexed: bool = False
 
     @classmethod
     def of_client(
-        cls, capabilities: CapabilityFlags, character_set: int, database: str | None
+        cls,
+        capabilities: CapabilityFlags,
+        character_set: int,
+        database: str | None,
+        *,
+        is_multiplexed: bool = False,
     ) -> BackendProfile:
         relayed = CapabilityFlags(capabilities & RELAYED_CAPABILITIES)
-        return cls(relayed, character_set, database is not None)
+        if is_multiplexed:
+            relayed |= CapabilityFlags.CLIENT_SESSION_TRACK
+        return cls(relayed, character_set, database is not None, is_multiplexed)
+
+    def with_database(self, has_database: bool) -> BackendProfile:
+        return self._replace(has_database=has_database)
 
 
 @dataclass(frozen=True)
@@ -130,7 +152,13 @@ class BackendConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.tracker: ResponseTracker | None = None
         self.status_flags = ServerStatus.SERVER_STATUS_AUTOCOMMIT
-        self.current_schema: str | None = None
+        # The session as the server reported it: its schema and, for a multiplexed backend,
+        # the tracked variables (all of them, from the baseline on).
+        self.state = TrackedState()
+        # A multiplexed backend's tracked variables after login (or reset) and init_query.
+        self.baseline: dict[str, str] = {}
+        # The editor of its responses while it relays for multiplexed clients.
+        self.editor: ResponseEditor | None = None
         self.is_broken = False
         self.last_released_at = time.monotonic()
         self.connection_id = 0
@@ -157,6 +185,14 @@ class BackendConnection(asyncio.Protocol):
         self._reply_packets: list[bytes] = []
         # True while waiting for one packet outside the tracker (the steps of COM_CHANGE_USER).
         self._expects_one_packet = False
+
+    @property
+    def current_schema(self) -> str | None:
+        return self.state.schema
+
+    @current_schema.setter
+    def current_schema(self, schema: str | None) -> None:
+        self.state.schema = schema
 
     # -- asyncio.Protocol --------------------------------------------------------------
 
@@ -350,15 +386,39 @@ class BackendConnection(asyncio.Protocol):
             return None
         return Reader(row).bytes_lenenc()
 
+    async def select_rows(self, sql: str) -> list[tuple[bytes, ...]]:
+        """Runs a query; its text rows (NULL as b"")."""
+        packets = await self.run_command(commands.com_query(sql))
+        if packets[0][:1] == bytes((PacketHeader.ERR,)):
+            raise BackendCommandFailed(self.target, ErrPacket.decode(packets[0]))
+        columns = Reader(packets[0]).int_lenenc()
+        has_eof = not self.negotiated_capabilities & CapabilityFlags.CLIENT_DEPRECATE_EOF
+        rows = []
+        for row in packets[1 + columns + has_eof : -1]:
+            reader = Reader(row)
+            rows.append(tuple(_text_value(reader) for _ in range(columns)))
+        return rows
+
     async def reset_session(self, init_query: str | None) -> None:
         """Makes the session as a fresh login's: COM_RESET_CONNECTION drops session variables,
         temporary tables, prepared statements, user locks and any open transaction, and keeps
-        the login and the database the client left it on; then init_query runs, and the schema
-        is learned from the server. Raises BackendError."""
+        the login and the database the client left it on; then init_query runs, the schema
+        is learned from the server, and a multiplexed backend's tracking is armed again.
+        Raises BackendError."""
         await self.run_simple_command(commands.com_reset_connection())
         if init_query:
             await self.run_simple_command(commands.com_query(init_query))
         await self.learn_current_schema()
+        if self.profile is not None and self.profile.is_multiplexed:
+            await self.arm_session_tracking()
+
+    async def arm_session_tracking(self) -> None:
+        """For a multiplexed backend, after login and every reset: the server reports every
+        change of session state from now on, and the baseline is read."""
+        await self.run_simple_command(commands.com_query(ARMING_STATEMENT))
+        rows = await self.select_rows(BASELINE_QUERY)
+        self.baseline = {name.decode().lower(): value.decode() for name, value in rows}
+        self.state.variables = dict(self.baseline)
 
     async def learn_current_schema(self) -> str | None:
         """Asks the server which database this connection is on and remembers the answer.
@@ -396,6 +456,13 @@ class BackendConnection(asyncio.Protocol):
             await asyncio.wait_for(self._is_lost.wait(), timeout_s)
         except TimeoutError:
             self.transport.abort()
+
+
+def _text_value(reader: Reader) -> bytes:
+    if reader.remaining() and reader.bytes_fixed(1) == b"\xfb":  # NULL in a text row
+        return b""
+    reader.pos -= 1
+    return reader.bytes_lenenc()
 
 
 class BackendCommandFailed(BackendError):

@@ -33,12 +33,13 @@ from tenantproxy.proxy.leasing import (
     select_schema,
 )
 from tenantproxy.proxy.login_trace import LoginTrace, traced
+from tenantproxy.proxy.multiplexer import Multiplexer
 from tenantproxy.proxy.mysql_errors import MysqlError
 from tenantproxy.proxy.relay import Relay
 from tenantproxy.secretstore import Secret
 from tenantproxy.wire.mysql import auth_plugins
 from tenantproxy.wire.mysql.codec import int3_at
-from tenantproxy.wire.mysql.constants import CapabilityFlags
+from tenantproxy.wire.mysql.constants import CapabilityFlags, ServerStatus
 from tenantproxy.wire.mysql.errors import PacketTooLarge, ProtocolError
 from tenantproxy.wire.mysql.events import (
     NEED_DATA,
@@ -94,8 +95,14 @@ class ClientSession(asyncio.Protocol):
         self._pending = b""  # plaintext read but not yet handled
         self._inbox = asyncio.Event()
         self._splitter = PacketSplitter(context.config.max_packet_bytes)
+        # Session mode: the backend held from login to logout. Transaction mode: the
+        # multiplexer holds one only while the client needs it.
         self._held: HeldBackend | None = None
         self._relay: Relay | None = None
+        self._is_multiplexed = context.config.pool_mode_of(endpoint) == "transaction"
+        self._multiplexer: Multiplexer | None = None
+        # Transaction mode, during COM_CHANGE_USER: the profile and schema the session had.
+        self._kept: tuple[BackendProfile, str | None] | None = None
         self._change_user_decoder: PacketDecoder | None = None
         self._change_user_sequence_id = 1
         # Only when tracing is on: a login's span starts at the accept (login_trace.py).
@@ -186,10 +193,16 @@ class ClientSession(asyncio.Protocol):
 
     def backend_lost(self) -> None:
         # The database dropped the connection: the client cannot go on with this session.
+        # When nothing of the answer reached it yet, it is told why, as RDS Proxy does.
         self._context.log.info("session %d: backend connection lost", self.session_id)
+        relay = self._relay
+        if relay is not None and not relay.is_idle and not relay.has_answered:
+            self._send_error_and_close(mysql_errors.backend_lost(), sequence_id=1)
+            return
         self._close()
 
     def change_user(self, payload: bytes, later: bytes) -> None:
+        self._hold_backend()
         self._move_to(SessionPhase.ANSWERING)
         self._pending = later
         self._context.spawn(self._guarded(self._change_user(payload)))
@@ -212,9 +225,12 @@ class ClientSession(asyncio.Protocol):
                 victim.close_now()
             relay.forward_command(answered_without_a_kill())
             return True
-        if self._held is not None and victim_backend.target is self._held.target:
+        own = self.held_backend
+        if own is not None and victim_backend.target is own.target:
             relay.forward_command(request.for_backend(victim_backend.connection.connection_id))
             return True
+        if self._multiplexer is not None:  # the answer comes from this backend: it stays
+            self._multiplexer.is_held_by_session = True
         self._move_to(SessionPhase.ANSWERING)
         self._pending = later
         self._context.spawn(self._kill_elsewhere(request, victim_backend))
@@ -227,6 +243,8 @@ class ClientSession(asyncio.Protocol):
             self._context.log.info("session %d: KILL on another target: %s", self.session_id, exc)
         if self.phase is SessionPhase.CLOSED or self._relay is None:
             return
+        if self._multiplexer is not None:
+            self._multiplexer.is_held_by_session = False
         self._relay.forward_command(answered_without_a_kill())
         self._resume_relaying()
 
@@ -242,9 +260,27 @@ class ClientSession(asyncio.Protocol):
 
     def _ok_payload(self) -> bytes:
         assert self._server is not None
-        status = self._held.connection.status_flags if self._held else None
+        status = self._login_status(self._held) if self._held else None
         ok = OkPacket() if status is None else OkPacket(status_flags=status)
         return ok.encode(self._server.negotiated_capabilities)
+
+    def _login_status(self, held: HeldBackend) -> ServerStatus:
+        """The status flags of a login's OK. A multiplexed backend's are the last client's;
+        a fresh session's are its baseline's (autocommit as the server starts it)."""
+        backend = held.connection
+        if not self._is_multiplexed:
+            return backend.status_flags
+        is_autocommit = backend.baseline.get("autocommit", "ON").upper() in ("ON", "1")
+        return ServerStatus.SERVER_STATUS_AUTOCOMMIT if is_autocommit else ServerStatus(0)
+
+    def _profile_of(self, character_set: int, database: str | None) -> BackendProfile:
+        assert self._server is not None
+        return BackendProfile.of_client(
+            self._server.negotiated_capabilities,
+            character_set,
+            database,
+            is_multiplexed=self._is_multiplexed,
+        )
 
     def _send_error_and_close(self, error: MysqlError, sequence_id: int | None = None) -> None:
         """Sends ERR and closes. Without a sequence id, the ServerConnection numbers it; once it
@@ -417,17 +453,15 @@ class ClientSession(asyncio.Protocol):
         if not self._become(login.username):
             self._send_error_and_close(mysql_errors.too_many_user_connections(login.username))
             return
-        profile = BackendProfile.of_client(
-            server.negotiated_capabilities, login.character_set, login.database
-        )
+        profile = self._profile_of(login.character_set, login.database)
         with traced(self._trace, "borrow wait"):
             is_leased = await self._lease_backend(login.username, profile, login.database)
         if is_leased:
             assert self._held is not None
-            client.write(server.send_ok(status_flags=self._held.connection.status_flags))
+            client.write(server.send_ok(status_flags=self._login_status(self._held)))
             if server.negotiated_capabilities & CapabilityFlags.CLIENT_COMPRESS:
                 client.start_compression(self._context.metrics)
-            self._start_relaying()
+            self._start_relaying(login.database)
             self._context.metrics.count("ClientConnectionsSetupSucceeded", tenant=self.username)
 
     async def _check_credentials(
@@ -501,14 +535,48 @@ class ClientSession(asyncio.Protocol):
             return False
         return True
 
-    def _start_relaying(self) -> None:
-        assert self._held is not None and self._client is not None
-        self._relay = Relay(
-            self._client, self._held.connection, self._splitter, self, self._context.log
-        )
+    def _start_relaying(self, database: str | None) -> None:
+        """Relays from now on, to the backend the login (or COM_CHANGE_USER) leased; in
+        transaction mode it goes back at once, and ``database`` is the session's schema."""
+        held, client, server = self._held, self._client, self._server
+        assert held is not None and client is not None and server is not None
+        multiplexer = None
+        if self._is_multiplexed:
+            assert self.username is not None and held.connection.profile is not None
+            multiplexer = Multiplexer(
+                self._context,
+                self._endpoint,
+                self.username,
+                held.connection.profile,
+                is_client_tracking=bool(
+                    server.negotiated_capabilities & CapabilityFlags.CLIENT_SESSION_TRACK
+                ),
+                on_failure=self._fail_command,
+            )
+        self._relay = relay = Relay(client, self._splitter, self, self._context.log, multiplexer)
         if self._trace is not None:
-            self._trace.watch_first_query(self._relay, self._held.connection, self._held.target)
+            self._trace.watch_first_query(relay)
+        self._multiplexer = multiplexer
+        if multiplexer is None:
+            relay.attach(held.connection)
+        else:
+            self._held = None
+            multiplexer.start(held, relay, database)
         self._resume_relaying()
+
+    def _fail_command(self, error: MysqlError) -> None:
+        """No backend for the client's command (transaction mode): it is told, and closed."""
+        if self.phase is not SessionPhase.CLOSED:
+            self.fail(error)
+
+    def _hold_backend(self) -> None:
+        """The session answers a command itself (COM_CHANGE_USER): in transaction mode it
+        takes the backend back from the multiplexer, as session mode holds it."""
+        multiplexer = self._multiplexer
+        if multiplexer is not None:
+            self._held = multiplexer.hand_over()
+            self._kept = (multiplexer.profile, multiplexer.state.wanted.schema)
+            self._multiplexer = None
 
     def _resume_relaying(self) -> None:
         """Back to relaying after the proxy answered a command; the bytes that waited go on."""
@@ -519,6 +587,9 @@ class ClientSession(asyncio.Protocol):
             self._relay.from_client(early)
 
     def _release_backend(self) -> None:
+        multiplexer, self._multiplexer = self._multiplexer, None
+        if multiplexer is not None:
+            multiplexer.end()
         held, relay = self._held, self._relay
         self._held = self._relay = None
         if held is not None:
@@ -542,6 +613,12 @@ class ClientSession(asyncio.Protocol):
         # not give it back while a command runs on it.
         held, self._held = self._held, None
         relay, self._relay = self._relay, None
+        if held is None and self._kept is not None:
+            # Transaction mode between transactions: a backend to reset and go on with.
+            relay = None
+            held = await self._lease_kept_backend(*self._kept)
+            if held is None:
+                return
         held = await self._reset_in_place(held, relay)
         try:
             error, held = await self._log_in_again(request, held)
@@ -565,7 +642,21 @@ class ClientSession(asyncio.Protocol):
         self._held = held
         answer = self._ok_payload() if error is None else ErrPacket(*error).encode()
         self._write_packet(answer, self._change_user_sequence_id)
-        self._start_relaying()
+        kept_schema = held.connection.current_schema if self._kept is None else self._kept[1]
+        self._kept = None
+        self._start_relaying(request.database if error is None else kept_schema)
+
+    async def _lease_kept_backend(
+        self, profile: BackendProfile, schema: str | None
+    ) -> HeldBackend | None:
+        assert self.username is not None
+        try:
+            return await lease_backend(
+                self._context, self._endpoint, self.username, profile, schema
+            )
+        except LeaseRefused as refused:
+            self._send_error_and_close(refused.error, sequence_id=1)
+            return None
 
     async def _reset_in_place(
         self, held: HeldBackend | None, relay: Relay | None
@@ -623,9 +714,7 @@ class ClientSession(asyncio.Protocol):
         is_new_user = new_user != self.username
         if is_new_user and not self._context.admit_tenant_client(new_user):
             return mysql_errors.too_many_user_connections(new_user), held
-        profile = BackendProfile.of_client(
-            self._server.negotiated_capabilities, request.character_set, request.database
-        )
+        profile = self._profile_of(request.character_set, request.database)
         try:
             if held is not None and not is_new_user and held.connection.profile == profile:
                 await select_schema(held.connection, request.database)
@@ -685,7 +774,13 @@ class ClientSession(asyncio.Protocol):
 
     @property
     def held_backend(self) -> HeldBackend | None:
+        if self._multiplexer is not None:
+            return self._multiplexer.held
         return self._held
+
+    @property
+    def multiplexer(self) -> Multiplexer | None:
+        return self._multiplexer
 
     def close_for_idleness(self) -> None:
         self._send_error_and_close(mysql_errors.IDLE_TIMEOUT, sequence_id=0)

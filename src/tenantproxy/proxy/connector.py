@@ -59,6 +59,8 @@ async def open_backend(
         _check_relayed_capabilities(backend, profile)
         if init_query:
             await backend.run_simple_command(commands.com_query(init_query))
+        if profile.is_multiplexed:
+            await backend.arm_session_tracking()
     except BaseException:
         backend.mark_broken()
         raise
@@ -175,6 +177,8 @@ class MysqlConnector:
             )
             if self._init_query:
                 await conn.run_simple_command(commands.com_query(self._init_query))
+            if self._profile.is_multiplexed:
+                await conn.arm_session_tracking()
         except BackendError:
             return False
         return True

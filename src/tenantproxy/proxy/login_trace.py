@@ -26,9 +26,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from tenantproxy.observability.tracing import TRACEPARENT, Tracing, context_from_traceparent
 
 if TYPE_CHECKING:
-    from tenantproxy.proxy.backends import BackendConnection
     from tenantproxy.proxy.relay import Relay
-    from tenantproxy.proxy.routing import TargetState
     from tenantproxy.wire.mysql.events import LoginRequested
 
 SERVICE_NAME = "proxy"
@@ -77,28 +75,18 @@ class LoginTrace:
             self._login.set_status(Status(StatusCode.ERROR, "login refused or abandoned"))
         self._login.end()
 
-    def watch_first_query(
-        self, relay: Relay, backend: BackendConnection, target: TargetState
-    ) -> None:
-        """Records the first command's span; the relay's bound methods are shadowed by
-        instance attributes until its response ends, so later packets take the plain path."""
+    def watch_first_query(self, relay: Relay) -> None:
+        """Records the first command's span: from its bytes to the end of its response (the
+        relay's from_client is shadowed by an instance attribute for that one call)."""
         relay_from_client = relay.from_client
-        started: list[int] = []
 
         def first_from_client(data: bytes) -> None:
-            started.append(time.time_ns())
+            started_ns = time.time_ns()
             del relay.from_client
+            relay.when_idle(lambda target: self._end_query(started_ns, target))
             relay_from_client(data)
 
-        def from_backend_until_idle(data: bytes) -> None:
-            relay.from_backend(data)
-            if started and relay.is_idle:
-                self._end_query(started[0], target.target.name)
-                if backend.relay_sink is from_backend_until_idle:
-                    backend.relay_sink = relay.from_backend
-
         relay.from_client = first_from_client  # type: ignore[method-assign]
-        backend.relay_sink = from_backend_until_idle
 
     def _end_query(self, started_ns: int, target: str) -> None:
         attributes = {"peer.service": "mariadb", "tenantproxy.target": target}

@@ -1,16 +1,23 @@
-"""Bytes between a client and its leased backend, without decoding rows.
+"""Bytes between a client and the backend attached to its session, without decoding rows.
 
 From the client the relay reads packet headers and command bytes only: it forwards commands and
 hands the few the proxy answers itself (COM_QUIT, COM_CHANGE_USER, a KILL of a proxy session id)
 to the session, and has the session refuse the replication stream commands (REFUSED_BY_THE_PROXY).
 From the backend it forwards every byte at once and lets the response tracker find where each
 response ends, reading only the first bytes of each packet.
+
+A relay outlives its backends: ``attach`` and ``detach`` move it between them. In session mode it
+is attached once, after the login. In transaction mode (multiplexer.py) a command that finds no
+backend attached asks the multiplexer for one; when none can be had at once, the client's bytes
+from that command on wait (``_waiting``, the client's reads paused) until one is attached.
+The server's bytes then go through the backend's ResponseEditor, which hides the answers to the
+proxy's own replayed commands and rewrites OKs for clients without session tracking.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from tenantproxy.proxy import mysql_errors
 from tenantproxy.proxy.backends import BackendConnection
@@ -21,6 +28,12 @@ from tenantproxy.wire.mysql.codec import int3_at
 from tenantproxy.wire.mysql.constants import Command
 from tenantproxy.wire.mysql.errors import PacketTooLarge, ProtocolError
 from tenantproxy.wire.mysql.framing import PacketSplitter, WirePacket, encode_packet
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from tenantproxy.wire.mysql.response_editor import ResponseEditor
+    from tenantproxy.wire.mysql.response_tracker import ResponseEnd, ResponseTracker
 
 # Commands the proxy answers itself instead of relaying them (besides KILL, see kill.py).
 ANSWERED_BY_THE_PROXY = frozenset((Command.COM_QUIT, Command.COM_CHANGE_USER))
@@ -41,65 +54,142 @@ class SessionHooks(Protocol):
     def backend_lost(self) -> None: ...
 
 
+class Multiplexing(Protocol):
+    """What a transaction-mode relay asks of its multiplexer (multiplexer.py)."""
+
+    def attach_now(self) -> bool: ...
+    def command_sent(self, payload: bytes) -> None: ...
+    def responses_ended(self, ends: list[ResponseEnd]) -> None: ...
+
+
 class Relay:
-    """Relays one session's bytes while it holds ``backend``."""
+    """Relays one session's bytes to and from the backend attached to it."""
 
     def __init__(
         self,
         client: ClientChannel,
-        backend: BackendConnection,
         splitter: PacketSplitter,
         session: SessionHooks,
         log: logging.Logger,
+        multiplexer: Multiplexing | None = None,
     ) -> None:
-        assert backend.tracker is not None and backend.transport is not None
         self._client = client
-        self._backend = backend
-        self._to_backend = backend.transport
-        self._tracker = backend.tracker
         self._splitter = splitter
         self._session = session
         self._log = log
-        backend.relay_sink = self.from_backend
-        backend.on_lost = session.backend_lost
-        backend.on_pause_writing = client.pause_reading
-        backend.on_resume_writing = client.resume_reading
+        self._multiplexer = multiplexer
+        self._backend: BackendConnection | None = None
+        self._tracker: ResponseTracker | None = None
+        self._editor: ResponseEditor | None = None
+        # Client bytes, from a command on, that wait for a backend (transaction mode).
+        self._waiting: bytes | None = None
+        # True once a byte of the current response went to the client (for ERROR 2013).
+        self.has_answered = False
+        # Told (with the target's name) when the responses on their way have all ended.
+        self._idle_watch: Callable[[str], None] | None = None
+        self._target_name = ""
+
+    @property
+    def backend(self) -> BackendConnection | None:
+        return self._backend
 
     @property
     def is_idle(self) -> bool:
-        """No response is on its way: the backend may go back to its pool."""
-        return self._tracker.is_idle
+        """No response is on its way and no command waits for a backend."""
+        return self._waiting is None and (self._tracker is None or self._tracker.is_idle)
+
+    @property
+    def is_waiting(self) -> bool:
+        return self._waiting is not None
+
+    # -- attach / detach ----------------------------------------------------------------------
+
+    def attach(self, backend: BackendConnection, editor: ResponseEditor | None = None) -> None:
+        """Relays to ``backend`` from now on; ``editor`` (a multiplexed backend's) edits what it
+        sends, else it goes to the client as it is."""
+        assert backend.tracker is not None and backend.transport is not None
+        assert self._backend is None, "a relay serves one backend at a time"
+        self._backend = backend
+        self._target_name = backend.target.name
+        self._editor = editor
+        self._tracker = editor.tracker if editor is not None else backend.tracker
+        backend.relay_sink = self._from_edited_backend if editor else self._from_backend
+        backend.on_lost = self._session.backend_lost
+        backend.on_pause_writing = self._client.pause_reading
+        backend.on_resume_writing = self._client.resume_reading
 
     def detach(self) -> bool:
-        """Stops relaying; True when the backend can serve another client."""
-        backend = self._backend
+        """Stops relaying to the attached backend; True when it can serve another client."""
+        backend, tracker = self._backend, self._tracker
+        if backend is None or tracker is None:
+            return False
+        self._backend = self._tracker = self._editor = None
         backend.relay_sink = None
         backend.on_lost = backend.on_pause_writing = backend.on_resume_writing = None
-        if not self._to_backend.is_closing():
-            self._to_backend.resume_reading()
+        transport = backend.transport
+        if transport is not None and not transport.is_closing():
+            transport.resume_reading()
+        if self._waiting is None:
+            self._client.resume_reading()
+        return not backend.is_broken and tracker.is_idle
+
+    def when_idle(self, watch: Callable[[str], None]) -> None:
+        """Calls ``watch`` once, when the responses on their way have all ended (tracing)."""
+        self._idle_watch = watch
+
+    def _tell_idle_watch(self) -> None:
+        watch = self._idle_watch
+        if watch is not None and self._tracker is not None and self._tracker.is_idle:
+            self._idle_watch = None
+            watch(self._target_name)
+
+    def go_on(self) -> None:
+        """A backend was attached for the bytes that waited: they go on to it."""
+        waiting, self._waiting = self._waiting, None
         self._client.resume_reading()
-        return not backend.is_broken and self._tracker.is_idle
+        if waiting:
+            self.from_client(waiting)
 
     def pause_backend(self) -> None:
         # The client reads slower than its backend sends.
-        self._to_backend.pause_reading()
+        if self._backend is not None and self._backend.transport is not None:
+            self._backend.transport.pause_reading()
 
     def resume_backend(self) -> None:
-        self._to_backend.resume_reading()
+        if self._backend is not None and self._backend.transport is not None:
+            self._backend.transport.resume_reading()
 
     def forward_command(self, payload: bytes) -> None:
         """Sends a command the proxy wrote in place of the client's last one; its answer goes
-        to the client as the answer to that one (same sequence ids, same place in order)."""
-        self._tracker.command_sent(payload[:16])
-        self._to_backend.write(encode_packet(payload, 0)[0])
+        to the client as the answer to that one (same sequence ids, same place in order). The
+        session keeps a backend attached while it answers a command itself."""
+        assert self._backend is not None and self._backend.transport is not None
+        self._command_sent(payload)
+        self._backend.transport.write(encode_packet(payload, 0)[0])
+
+    def send_hidden(self, payloads: list[bytes]) -> None:
+        """The proxy's own commands (a replay of session state), ahead of the client's next
+        one; their answers never reach the client."""
+        editor, backend = self._editor, self._backend
+        assert editor is not None and backend is not None and backend.transport is not None
+        packets = []
+        for payload in payloads:
+            editor.command_sent(payload[:16], hidden=True)
+            packets.append(encode_packet(payload, 0)[0])
+        backend.transport.write(b"".join(packets))
 
     # -- client → backend ---------------------------------------------------------------------
 
     def from_client(self, data: bytes) -> None:
+        if self._waiting is not None:
+            self._waiting += data
+            return
         if self._is_one_plain_command(data):
             # The usual case: the chunk is exactly one small command the proxy does not answer.
-            self._tracker.command_sent(data[4:20])
-            self._to_backend.write(data)
+            if self._backend is None and not self._attach_or_wait(data):
+                return
+            self._command_sent(data[4:])
+            self._write_to_backend([data])
             return
         try:
             packets = self._splitter.feed(data)
@@ -109,10 +199,13 @@ class Relay:
         except ProtocolError:
             self._session.fail(mysql_errors.MALFORMED_PACKET)
             return
+        self._relay_packets(packets)
+
+    def _relay_packets(self, packets: list[WirePacket]) -> None:
         forward: list[bytes] = []
         for index, packet in enumerate(packets):
             if not packet.is_continuation:
-                if self._tracker.is_awaiting_local_infile:
+                if self._tracker is not None and self._tracker.is_awaiting_local_infile:
                     self._tracker.local_infile_packet_sent(len(packet.payload))
                     forward.append(packet.raw)
                     continue
@@ -127,16 +220,33 @@ class Relay:
                 if kill is not None:
                     self._write_to_backend(forward)
                     forward = []
-                    later = b"".join(p.raw for p in packets[index + 1 :])
-                    if self._session.kill(kill, later):
+                    if self._backend is None and not self._attach_or_wait(_raw(packets[index:])):
+                        return  # the KILL's answer comes from a backend, in order
+                    if self._session.kill(kill, _raw(packets[index + 1 :])):
                         continue
                     return  # the session holds the later bytes until the KILL is done
-                if not self._is_relayed(packet):
+                if not self._is_command(packet):
                     self._write_to_backend(forward)
                     self._answer_here(packet, packets[index + 1 :])
                     return
+                if self._backend is None:
+                    self._write_to_backend(forward)
+                    forward = []
+                    if not self._attach_or_wait(_raw(packets[index:])):
+                        return
+                self._command_sent(packet.payload)
             forward.append(packet.raw)
         self._write_to_backend(forward)
+
+    def _attach_or_wait(self, data: bytes) -> bool:
+        """A backend for the command at the start of ``data``: True when one is attached now;
+        else the bytes wait (with any incomplete packet after them) until ``go_on``."""
+        multiplexer = self._multiplexer
+        if multiplexer is not None and multiplexer.attach_now():
+            return True
+        self._waiting = data + self._splitter.take_buffered()
+        self._client.pause_reading()
+        return False
 
     def _is_one_plain_command(self, data: bytes) -> bool:
         return (
@@ -146,7 +256,7 @@ class Relay:
             and data[4] not in _NOT_RELAYED
             and not may_be_a_kill(data[4:6])
             and self._splitter.buffered_bytes == 0
-            and not self._tracker.is_awaiting_local_infile
+            and (self._tracker is None or not self._tracker.is_awaiting_local_infile)
         )
 
     @staticmethod
@@ -161,13 +271,22 @@ class Relay:
             return None
         return KillRequest.parse(payload)
 
-    def _is_relayed(self, packet: WirePacket) -> bool:
-        """A well-formed command for the backend (the tracker then expects its response)."""
+    @staticmethod
+    def _is_command(packet: WirePacket) -> bool:
+        """A well-formed command for the backend."""
         payload = packet.payload
-        if not payload or packet.sequence_id != 0 or payload[0] in ANSWERED_BY_THE_PROXY:
-            return False
-        self._tracker.command_sent(payload[:16])
-        return True
+        return bool(payload) and packet.sequence_id == 0 and payload[0] not in ANSWERED_BY_THE_PROXY
+
+    def _command_sent(self, payload: bytes) -> None:
+        """Tells the tracker (and the multiplexer) of a command on its way to the backend."""
+        if self._editor is not None:
+            self._editor.command_sent(payload[:16])
+        else:
+            assert self._tracker is not None
+            self._tracker.command_sent(payload[:16])
+        self.has_answered = False
+        if self._multiplexer is not None:
+            self._multiplexer.command_sent(payload)
 
     def _answer_here(self, packet: WirePacket, later: list[WirePacket]) -> None:
         payload = packet.payload
@@ -178,19 +297,48 @@ class Relay:
         elif payload[0] == Command.COM_QUIT:
             self._session.quit()
         else:  # COM_CHANGE_USER: bytes after it wait until the new login is done
-            self._session.change_user(payload, b"".join(p.raw for p in later))
+            self._session.change_user(payload, _raw(later))
 
     def _write_to_backend(self, forward: list[bytes]) -> None:
         if forward:
-            self._to_backend.write(forward[0] if len(forward) == 1 else b"".join(forward))
+            assert self._backend is not None and self._backend.transport is not None
+            self._backend.transport.write(forward[0] if len(forward) == 1 else b"".join(forward))
 
     # -- backend → client ---------------------------------------------------------------------
 
-    def from_backend(self, data: bytes) -> None:
+    def _from_backend(self, data: bytes) -> None:
         self._client.write(data)
         try:
+            assert self._tracker is not None
             self._tracker.server_data(data)
         except ProtocolError as exc:
-            self._log.warning("backend broke the protocol: %s", exc)
-            self._backend.mark_broken()
-            self._session.backend_lost()
+            self._backend_broke(exc)
+            return
+        if self._idle_watch is not None:
+            self._tell_idle_watch()
+
+    def _from_edited_backend(self, data: bytes) -> None:
+        editor = self._editor
+        assert editor is not None and self._multiplexer is not None
+        try:
+            out = editor.server_data(data)
+        except ProtocolError as exc:
+            self._backend_broke(exc)
+            return
+        if out:
+            self.has_answered = True
+            self._client.write(out)
+        if self._idle_watch is not None:
+            self._tell_idle_watch()
+        if editor.ends:
+            self._multiplexer.responses_ended(editor.ends)
+
+    def _backend_broke(self, exc: ProtocolError) -> None:
+        self._log.warning("backend broke the protocol: %s", exc)
+        assert self._backend is not None
+        self._backend.mark_broken()
+        self._session.backend_lost()
+
+
+def _raw(packets: list[WirePacket]) -> bytes:
+    return b"".join(p.raw for p in packets)

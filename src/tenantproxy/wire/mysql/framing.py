@@ -83,6 +83,16 @@ class PacketSplitter:
     def buffered_bytes(self) -> int:
         return len(self._buffer)
 
+    def take_buffered(self) -> bytes:
+        """The bytes of an incomplete packet, handed back to be fed again later (after the
+        packets before it, which the caller holds too); the splitter starts afresh."""
+        buffered = bytes(self._buffer)
+        self._buffer.clear()
+        self._needed = HEADER_BYTES
+        self._is_continuing = False
+        self._logical_bytes = 0
+        return buffered
+
     def feed(self, data: bytes) -> list[WirePacket]:
         if self._buffer:
             self._buffer += data

@@ -40,14 +40,21 @@ class ResponseEditor:
         self.tracker = ResponseTracker(capabilities)
         self.tracker.end_offsets = []
         self._is_rewriting = not is_client_tracking
-        if self._is_rewriting:
-            self.tracker.ok_marks = []
+        self.tracker.ok_marks = [] if self._is_rewriting else None
         self._queued_hidden: deque[bool] = deque()  # per queued response: hidden?
         self._hidden_in_flight = 0  # hidden responses not yet passed in full
         self._pending_ends: deque[tuple[int, bool]] = deque()  # (stream offset, hidden?)
         self._held = bytearray()  # server bytes not yet written nor dropped
         self._held_start = 0  # stream offset of _held[0]
         self.ends: list[ResponseEnd] = []  # the responses that ended in the last server_data
+
+    def set_client_tracking(self, is_client_tracking: bool) -> None:
+        """For the next client of this backend (a multiplexed backend serves many), between
+        responses only."""
+        if not self.tracker.is_idle or self._held:
+            raise ValueError("a response is on its way: the client cannot change")
+        self._is_rewriting = not is_client_tracking
+        self.tracker.ok_marks = [] if self._is_rewriting else None
 
     def command_sent(self, payload_head: bytes, *, hidden: bool = False) -> bool:
         """Queue the response to a command; hidden: the proxy's own, never shown to the client.
