@@ -12,6 +12,8 @@ import datetime as dt
 import json
 import subprocess
 import sys
+import time
+import tomllib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -24,10 +26,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tenantproxy.app import READY_LINE
 from tenantproxy.config import FileSecretStoreConfig
 from tenantproxy.secretstore import FileSecretStore
 from tenantproxy.stack import mariadb
-from tenantproxy.stack.outputs import read_admin_credentials
+from tenantproxy.stack.outputs import read_admin_credentials, write_proxy_config
 
 TENANTPROXY = Path(sys.executable).with_name("tenantproxy")
 TENANT = 1  # the one tenant the benchmark reads as: user1 / user_database1
@@ -65,6 +68,12 @@ class BenchStack:
             for instance in self.outputs["ProxyClusterInstances"]
             if instance["role"] == "replica"
         }
+
+    @property
+    def mariadbd_pids(self) -> dict[str, int]:
+        """Every MariaDB server of the proxy cluster (writer and replicas), by instance name."""
+        names = [instance["name"] for instance in self.outputs["ProxyClusterInstances"]]
+        return {name: self.mariadbd_pid(name) for name in names}
 
     def mariadbd_pid(self, instance_name: str) -> int:
         return int((self.state_dir / instance_name / "mysqld.pid").read_text().strip())
@@ -172,3 +181,49 @@ def _run_quietly(command: list[str], *, is_fatal: bool = True) -> None:
         sys.stderr.write(f"failed ({done.returncode}): {' '.join(command)}\n")
         if is_fatal:
             raise SystemExit(1)
+
+
+@contextmanager
+def second_proxy(
+    stack: BenchStack, name: str, overrides: dict[str, Any], timeout_s: float = 30.0
+) -> Iterator[tuple[Endpoint, int]]:
+    """Another proxy process on the stack's servers: the stack's proxy config with ``overrides``
+    (e.g. ``pool_mode``), its own ports, metrics port and spans file. Yields its read-only
+    endpoint and PID; stopped by PID (SIGTERM, then SIGKILL) on any exit."""
+    config = tomllib.loads(Path(stack.outputs["ProxyConfig"]).read_text())
+    config.update(overrides)
+    config["metrics_port"] = 0
+    config["endpoints"] = [{**endpoint, "port": 0} for endpoint in config["endpoints"]]
+    if config.get("tracing", {}).get("spans_file"):
+        config["tracing"]["spans_file"] = str(stack.state_dir / f"{name}-spans.jsonl")
+    config_path = stack.state_dir / f"{name}.toml"
+    write_proxy_config(config_path, config)  # validates it, as the stack does its own
+    ready_file = stack.state_dir / f"{name}.out"
+    argv = [str(TENANTPROXY), "proxy", "run", "--config", str(config_path)]
+    with ready_file.open("w") as out, (stack.state_dir / f"{name}.log").open("w") as log:
+        process = subprocess.Popen(argv, stdout=out, stderr=log)
+    try:
+        yield _read_only_endpoint(ready_file, process, timeout_s), process.pid
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _read_only_endpoint(
+    ready_file: Path, process: subprocess.Popen[bytes], timeout_s: float
+) -> Endpoint:
+    """From the proxy's ``tenantproxy ready read_write=H:P read_only=H:P metrics=...`` line."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for line in ready_file.read_text().splitlines():
+            if line.startswith(READY_LINE):
+                fields = dict(part.split("=", 1) for part in line.split()[2:])
+                return Endpoint.parse(fields["read_only"])
+        if process.poll() is not None:
+            raise SystemExit(f"the second proxy exited ({process.returncode}); see its log")
+        time.sleep(0.1)
+    raise SystemExit(f"the second proxy was not ready in {timeout_s} s")

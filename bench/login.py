@@ -52,7 +52,7 @@ import psutil
 from rich.console import Console
 
 from bench_stack import BenchStack, Endpoint, running_stack
-from point_select import _cpu_s as cpu_s
+from process_cpu import cpu_s
 from results_table import print_login_table, summarize
 from sysbench_run import parse_report, run_measured
 from tenantproxy.identity import DbAuthTokenVerifier

@@ -1,20 +1,26 @@
-"""Point selects by primary key: straight to a replica, through the proxy, side by side.
+"""Point selects by primary key: straight to MariaDB, through the proxy, side by side, with
+PgBouncer in front of PostgreSQL on the same machine as a reference.
 
 For each variant (tls: the client speaks TLS to the server it reaches, as the stack requires by
-default; plain: no TLS anywhere) this starts its own small stack, then for each client connection
-count runs sysbench (bench/point_select.lua) against:
+default; plain: no TLS anywhere) this starts its own stack with ONE replica, so that every MariaDB
+mode reaches the same mariadbd the same way, then for each client connection count runs:
 
-- direct: the proxy cluster's first replica, as the tenant's own MariaDB user;
-- proxy:  the proxy's read-only endpoint, same user and password (it reads from the same replicas);
-- relay:  plain only, bench/bare_relay.py in front of that replica (a floor for Python proxies).
+- direct:     sysbench (bench/point_select.lua) to that replica, as the tenant's own MariaDB user;
+- proxy:      the proxy's read-only endpoint (session pooling, the stack's proxy), same user;
+- proxy txn:  a second proxy on the same servers with ``pool_mode = "transaction"``;
+- relay:      plain only, bench/bare_relay.py in front of the replica (a floor for Python proxies);
+- pg direct:  plain only, ``pgbench -S`` straight to a PostgreSQL the benchmark starts;
+- pgbouncer:  plain only, ``pgbench -S`` through PgBouncer (transaction pooling) to it.
 
 Modes are interleaved, R rounds of T seconds each, order reversed every other round, after a short
-unmeasured warm-up. Around each run the CPU time (user+sys) of the proxy or relay and of both
-replicas' mariadbd is read with psutil; divided by the run's queries it gives µs of CPU per query.
-Prints one table per variant and writes everything to bench/results/point_select-<time>.json.
+unmeasured warm-up. Around each run the CPU time (user+sys) of every process the benchmark started
+is read with psutil (the client's from wait4); divided by the run's queries it gives µs of CPU per
+query for the client, the proxy|relay|pgbouncer, each mariadbd (or postgres), and their sum.
+Prints one table per variant, then paired ratios (proxy txn ÷ proxy, proxy ÷ relay,
+proxy ÷ pgbouncer), and writes everything to bench/results/point_select-<time>.json.
 
     .venv/bin/python bench/point_select.py [--rounds 3] [--seconds 3] [--connections 1,8,32]
-                                           [--both | --tls | --plain] [--no-relay]
+                                           [--both | --tls | --plain] [--no-relay] [--no-pg]
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -36,24 +42,32 @@ from typing import Any
 import psutil
 from rich.console import Console
 
-from bench_stack import BenchStack, Endpoint, running_stack
-from results_table import print_table, summarize
-from sysbench_run import Login, run_sysbench
+from bench_stack import BenchStack, Endpoint, running_stack, second_proxy
+from pg_reference import PgReference, pg_reference, run_pgbench, server_versions
+from process_cpu import cpu_by_name
+from results_table import COMPARISONS, compare, print_comparisons, print_table, summarize
+from sysbench_run import Login, SysbenchResult, run_sysbench
+from tenantproxy.config import ProxyConfig
 
 RESULTS_DIR = Path(__file__).with_name("results")
 BARE_RELAY = Path(__file__).with_name("bare_relay.py")
 WARM_UP_S = 1.0
 ROWS = 1000
+# One replica: direct, proxy and relay all reach the same mariadbd (see bench/README.md).
+STACK_SETTINGS = ("replicas=1",)
 
 # Wide enough for the table when the output is a file or a pipe (`make bench | tee`).
-console = Console() if sys.stdout.isatty() else Console(width=150)
+console = Console() if sys.stdout.isatty() else Console(width=200)
 
 
 @dataclass(frozen=True)
 class Mode:
-    name: str  # direct | proxy | relay
+    name: str  # direct | proxy | proxy txn | relay | pg direct | pgbouncer
+    client: str  # sysbench | pgbench
     endpoint: Endpoint
-    middle_pid: int | None  # the proxy's or the relay's process; None when direct
+    middle: str | None  # the process between client and server (a key of the PIDs); None: direct
+    server: str  # the server process the queries reach
+    baseline: str | None  # the mode its q/s and p95 are divided by, round by round
 
 
 def main() -> None:
@@ -63,21 +77,29 @@ def main() -> None:
     report: dict[str, Any] = {
         "benchmark": "point_select",
         "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": psutil.cpu_count(), "python": platform.python_version()},
+        "machine": {
+            "cpus": psutil.cpu_count(),
+            "python": platform.python_version(),
+            "load_average": list(psutil.getloadavg()),
+        },
         "settings": {
             "rounds": args.rounds,
             "seconds": args.seconds,
             "connections": args.connections,
             "warm_up_s": WARM_UP_S,
             "rows": ROWS,
+            "stack": list(STACK_SETTINGS),
             "query": "SELECT * FROM mytable WHERE ID = ? (text protocol, uniform random ID)",
+            "pg_query": "pgbench -S: SELECT abalance FROM pgbench_accounts WHERE aid = ?",
         },
         "variants": {},
     }
     with tempfile.TemporaryDirectory(prefix="tp-bench-") as root:
         for variant in variants:
-            report["variants"][variant] = run_variant(variant, Path(root) / variant, args)
-            print_table(console, variant, report["variants"][variant]["summary"])
+            result = run_variant(variant, Path(root) / variant, args)
+            report["variants"][variant] = result
+            print_table(console, variant, result["summary"])
+            print_comparisons(console, variant, result["comparisons"])
     json_dir = Path(args.json_dir)
     json_dir.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -86,38 +108,54 @@ def main() -> None:
     console.print(f"JSON: {path}")
 
 
+def has_pool_mode() -> bool:
+    """Whether this proxy's config takes ``pool_mode`` (the transaction-mode row needs it)."""
+    return "pool_mode" in ProxyConfig.model_fields
+
+
 def run_variant(variant: str, state_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     is_tls = variant == "tls"
     console.print(f"[bold]{variant}[/]: starting a stack in {state_dir}")
     with ExitStack() as cleanup:
         # sysbench logs in with the tenant's password, as a direct client would.
         stack = cleanup.enter_context(
-            running_stack(state_dir, is_tls_required=is_tls, rows=ROWS, iam_auth="disabled")
-        )
+            running_stack(state_dir, is_tls_required=is_tls, rows=ROWS, iam_auth="disabled",
+                          extra_settings=STACK_SETTINGS)
+        )  # fmt: skip
         workdir = state_dir / "sysbench"
         stack.write_sysbench_tls_files(workdir)
         user, password, database = stack.tenant_login()
         login = Login(user, password, database)
-        replica_name, replica = next(iter(stack.replicas.items()))
-        modes = [Mode("direct", replica, None), Mode("proxy", stack.proxy_reader, stack.proxy_pid)]
+        (replica_name, replica), *_ = stack.replicas.items()
+        pids = {f"mariadbd {name}": pid for name, pid in stack.mariadbd_pids.items()}
+        pids["proxy"] = stack.proxy_pid
+        server = f"mariadbd {replica_name}"
+        modes = [
+            Mode("direct", "sysbench", replica, None, server, None),
+            Mode("proxy", "sysbench", stack.proxy_reader, "proxy", server, "direct"),
+        ]
+        if has_pool_mode():
+            overrides = {"pool_mode": "transaction"}
+            endpoint, pids["proxy txn"] = cleanup.enter_context(
+                second_proxy(stack, "proxy-transaction", overrides)
+            )
+            modes.append(Mode("proxy txn", "sysbench", endpoint, "proxy txn", server, "direct"))
         if not is_tls and not args.no_relay:
-            relay_endpoint, relay_pid = cleanup.enter_context(bare_relay(replica))
-            modes.append(Mode("relay", relay_endpoint, relay_pid))
-        replica_pids = {name: stack.mariadbd_pid(name) for name in stack.replicas}
-        runs = []
-        for connections in args.connections:
-            for mode in modes:  # unmeasured: opens the proxy's backends, warms caches
-                run_sysbench(mode.endpoint, login, threads=connections, seconds=WARM_UP_S,
-                             is_tls=is_tls, workdir=workdir, id_max=ROWS)  # fmt: skip
-            for round_index in range(args.rounds):
-                order = modes if round_index % 2 == 0 else modes[::-1]
-                for mode in order:
-                    run = measure(mode, login, connections, args.seconds, is_tls, workdir,
-                                  replica_pids)  # fmt: skip
-                    run["round"] = round_index
-                    runs.append(run)
-                    console.print(_one_line(variant, run))
-        summary = summarize(runs, [mode.name for mode in modes], args.connections)
+            endpoint, pids["relay"] = cleanup.enter_context(bare_relay(replica))
+            modes.append(Mode("relay", "sysbench", endpoint, "relay", server, "direct"))
+        pg: PgReference | None = None
+        if not is_tls and not args.no_pg:
+            pg = cleanup.enter_context(pg_reference(pool_size=max(args.connections)))
+            pids["postgres"], pids["pgbouncer"] = pg.postmaster_pid, pg.pgbouncer_pid
+            modes += [
+                Mode("pg direct", "pgbench", pg.postgres, None, "postgres", None),
+                Mode("pgbouncer", "pgbench", pg.pgbouncer, "pgbouncer", "postgres", "pg direct"),
+            ]
+        runs = run_rounds(variant, modes, login, pids, is_tls, workdir, args)
+        names = [mode.name for mode in modes]
+        baselines = {mode.name: mode.baseline for mode in modes if mode.baseline}
+        summary = summarize(runs, names, args.connections, baselines=baselines)
+        pairs = [(a, b) for a, b in COMPARISONS if a in names and b in names]
         has_trouble = any(r["errors"] or r["reconnects"] or r["returncode"] for r in runs)
         return {
             "stack": {
@@ -125,12 +163,57 @@ def run_variant(variant: str, state_dir: Path, args: argparse.Namespace) -> dict
                 "direct_target": replica_name,
                 "proxy_reads_from": sorted(stack.replicas),
                 "proxy_to_backend_tls": False,
+                "proxy_txn_pool_mode": "transaction" if has_pool_mode() else None,
+                "pids": pids,
+                "pg": {**server_versions(), "pgbouncer_pool_size": max(args.connections)}
+                if pg
+                else None,
             },
             "summary": summary,
+            "comparisons": compare(runs, pairs, args.connections),
             "runs": runs,
             "proxy_log_tail": _log_tail(stack) if has_trouble else None,
         }
     raise AssertionError("unreachable")  # ExitStack does not swallow exceptions
+
+
+def run_rounds(
+    variant: str,
+    modes: list[Mode],
+    login: Login,
+    pids: dict[str, int],
+    is_tls: bool,
+    workdir: Path,
+    args: argparse.Namespace,
+) -> list[dict[str, Any]]:
+    runs = []
+    for connections in args.connections:
+        for mode in modes:  # unmeasured: opens the proxies' backends, warms caches
+            run_client(mode, login, connections, WARM_UP_S, is_tls, workdir)
+        for round_index in range(args.rounds):
+            order = modes if round_index % 2 == 0 else modes[::-1]
+            for mode in order:
+                run = measure(mode, login, connections, args.seconds, is_tls, workdir, pids)
+                run["round"] = round_index
+                runs.append(run)
+                console.print(_one_line(variant, run))
+    return runs
+
+
+def run_client(
+    mode: Mode,
+    login: Login,
+    connections: int,
+    seconds: float,
+    is_tls: bool,
+    workdir: Path,
+) -> SysbenchResult:
+    if mode.client == "pgbench":
+        return run_pgbench(mode.endpoint, threads=connections, seconds=seconds, workdir=workdir)
+    return run_sysbench(
+        mode.endpoint, login, threads=connections, seconds=seconds, is_tls=is_tls,
+        workdir=workdir, id_max=ROWS, check_tls=mode.name == "direct",
+    )  # fmt: skip
 
 
 def measure(
@@ -140,40 +223,41 @@ def measure(
     seconds: float,
     is_tls: bool,
     workdir: Path,
-    replica_pids: dict[str, int],
+    pids: dict[str, int],
 ) -> dict[str, Any]:
-    """One sysbench run, with the CPU the proxy (or relay) and the replicas spent during it."""
-    before_middle = _cpu_s(mode.middle_pid)
-    before_replicas = sum(_cpu_s(pid) for pid in replica_pids.values())
-    result = run_sysbench(
-        mode.endpoint, login, threads=connections, seconds=seconds, is_tls=is_tls,
-        workdir=workdir, id_max=ROWS, check_tls=mode.name == "direct",
-    )  # fmt: skip
-    middle_cpu_s = _cpu_s(mode.middle_pid) - before_middle
-    replicas_cpu_s = sum(_cpu_s(pid) for pid in replica_pids.values()) - before_replicas
+    """One client run, with the CPU every process the benchmark started spent during it."""
+    before = cpu_by_name(pids)
+    result = run_client(mode, login, connections, seconds, is_tls, workdir)
+    after = cpu_by_name(pids)
+    cpu_s = {name: after[name] - before[name] for name in pids}
     per_query = 1e6 / result.queries if result.queries else float("nan")
+    us = {name: seconds * per_query for name, seconds in cpu_s.items()}
+    on_path = processes_on_path(mode, pids)
+    idle_mariadbd = [n for n in on_path if n.startswith("mariadbd ") and n != mode.server]
+    client_us = result.client_cpu_s * per_query
     return {
         "mode": mode.name,
+        "client": mode.client,
         "connections": connections,
         **asdict(result),
-        "middle_cpu_s": middle_cpu_s if mode.middle_pid else None,
-        "middle_us_per_query": middle_cpu_s * per_query if mode.middle_pid else None,
-        "replicas_cpu_s": replicas_cpu_s,
-        "replicas_us_per_query": replicas_cpu_s * per_query,
-        "client_us_per_query": result.client_cpu_s * per_query,
+        "cpu_s": cpu_s,
+        "cpu_us_per_query": us,
+        "client_us_per_query": client_us,
+        "middle_us_per_query": us[mode.middle] if mode.middle else None,
+        "server_us_per_query": us[mode.server],
+        "writer_us_per_query": sum(us[n] for n in idle_mariadbd) if idle_mariadbd else None,
+        "path_us_per_query": client_us + sum(us[name] for name in on_path),
+        "others_us_per_query": sum(us[name] for name in pids if name not in on_path),
     }
 
 
-def _cpu_s(pid: int | None) -> float:
-    """user+sys seconds of a process and its children (0 for no process)."""
-    if pid is None:
-        return 0.0
-    process = psutil.Process(pid)
-    total = sum(process.cpu_times()[:2])
-    for child in process.children(recursive=True):
-        with suppress(psutil.NoSuchProcess):
-            total += sum(child.cpu_times()[:2])
-    return total
+def processes_on_path(mode: Mode, pids: dict[str, int]) -> list[str]:
+    """The processes a mode's queries go through: its middle, its server, and for MariaDB modes
+    the cluster's other mariadbd (the writer: it only idles, but it is the cluster's cost too)."""
+    names = [mode.server] + ([mode.middle] if mode.middle else [])
+    if mode.server.startswith("mariadbd "):
+        names += [name for name in pids if name.startswith("mariadbd ") and name != mode.server]
+    return names
 
 
 @contextmanager
@@ -201,7 +285,7 @@ def _one_line(variant: str, run: dict[str, Any]) -> str:
         trouble = f"  [red]errors={run['errors']} reconnects={run['reconnects']}"
         trouble += f" rc={run['returncode']} {' | '.join(run['fatal_lines'][:3])}[/]"
     return (
-        f"  {variant:5} c={run['connections']:<3} r{run['round']} {run['mode']:6}"
+        f"  {variant:5} c={run['connections']:<3} r{run['round']} {run['mode']:9}"
         f" {run['queries_per_s']:9.0f} q/s  p50 {run['p50_ms'] or 0:.3f} ms"
         f"  p95 {run['p95_ms'] or 0:.3f} ms{trouble}"
     )
@@ -230,6 +314,7 @@ def parse_args() -> argparse.Namespace:
     variant.add_argument("--plain", dest="variant", action="store_const", const="plain")
     parser.set_defaults(variant="both")
     parser.add_argument("--no-relay", action="store_true", help="plain: skip the bare relay")
+    parser.add_argument("--no-pg", action="store_true", help="plain: skip PostgreSQL and PgBouncer")
     parser.add_argument("--json-dir", default=str(RESULTS_DIR), help="where the JSON goes")
     return parser.parse_args()
 

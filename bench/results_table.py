@@ -22,10 +22,23 @@ POINT_SELECT_KEYS = (
     "queries_per_s",
     "p50_ms",
     "p95_ms",
-    "middle_us_per_query",
-    "replicas_us_per_query",
     "client_us_per_query",
+    "middle_us_per_query",
+    "server_us_per_query",
+    "writer_us_per_query",
+    "path_us_per_query",
+    "others_us_per_query",
 )
+
+# Paired ratios printed under the point-select table, when both modes ran: (mode, divided by).
+COMPARISONS = (
+    ("proxy txn", "proxy"),
+    ("proxy", "relay"),
+    ("proxy", "pgbouncer"),
+    ("proxy txn", "pgbouncer"),
+    ("relay", "pgbouncer"),
+)
+COMPARED_KEYS = ("middle_us_per_query", "path_us_per_query", "queries_per_s", "p95_ms")
 
 
 def summarize(
@@ -35,11 +48,14 @@ def summarize(
     *,
     keys: tuple[str, ...] = POINT_SELECT_KEYS,
     rate_key: str = "queries_per_s",
+    baselines: dict[str, str] | None = None,
 ) -> list[Run]:
-    """Medians of ``keys`` per (connections, mode); paired ratios of ``rate_key`` and p95."""
+    """Medians of ``keys`` per (connections, mode); ratios of ``rate_key`` and p95, paired per
+    round, to the mode's baseline (``baselines``; default: "direct" for every other mode)."""
+    if baselines is None:
+        baselines = {mode: "direct" for mode in modes if mode != "direct"}
     rows = []
     for connections in connection_counts:
-        direct_by_round = {r["round"]: r for r in _ok(runs, "direct", connections) if r[rate_key]}
         for mode in modes:
             mine = _ok(runs, mode, connections)
             every = [r for r in runs if r["mode"] == mode and r["connections"] == connections]
@@ -52,12 +68,34 @@ def summarize(
                 "reconnects": sum(r["reconnects"] for r in every),
             }
             for key in keys:
-                row[key] = _median([r[key] for r in mine])
-            if mode != "direct":
-                row[f"{rate_key}_ratio"] = _paired(mine, direct_by_round, rate_key)
-                row["p95_ratio"] = _paired(mine, direct_by_round, "p95_ms")
+                row[key] = _median([r.get(key) for r in mine])
+            baseline = baselines.get(mode)
+            if baseline is not None:
+                base_by_round = _by_round(runs, baseline, connections, rate_key)
+                row["baseline"] = baseline
+                row[f"{rate_key}_ratio"] = _paired(mine, base_by_round, rate_key)
+                row["p95_ratio"] = _paired(mine, base_by_round, "p95_ms")
             rows.append(row)
     return rows
+
+
+def compare(
+    runs: list[Run], pairs: list[tuple[str, str]], connection_counts: list[int]
+) -> list[Run]:
+    """For each (mode, other) and connection count: medians of mode ÷ other, paired per round."""
+    rows = []
+    for connections in connection_counts:
+        for mode, other in pairs:
+            mine = _ok(runs, mode, connections)
+            row: Run = {"connections": connections, "mode": mode, "other": other}
+            for key in COMPARED_KEYS:
+                row[key] = _paired(mine, _by_round(runs, other, connections, key), key)
+            rows.append(row)
+    return rows
+
+
+def _by_round(runs: list[Run], mode: str, connections: int, key: str) -> dict[int, Run]:
+    return {r["round"]: r for r in _ok(runs, mode, connections) if r.get(key)}
 
 
 def _ok(runs: list[Run], mode: str, connections: int) -> list[Run]:
@@ -68,11 +106,11 @@ def _ok(runs: list[Run], mode: str, connections: int) -> list[Run]:
     ]
 
 
-def _paired(mine: list[Run], direct_by_round: dict[int, Run], key: str) -> float | None:
+def _paired(mine: list[Run], base_by_round: dict[int, Run], key: str) -> float | None:
     ratios = []
     for run in mine:
-        direct = direct_by_round.get(run["round"])
-        if direct is not None and run[key] is not None and direct[key]:
+        direct = base_by_round.get(run["round"])
+        if direct is not None and run.get(key) is not None and direct.get(key):
             ratios.append(run[key] / direct[key])
     return _median(ratios)
 
@@ -84,8 +122,8 @@ def _median(values: list[Any]) -> float | None:
 
 def print_table(console: Console, variant: str, summary: list[Run]) -> None:
     title = {
-        "tls": "point select, TLS client ↔ server (proxy ↔ MariaDB plain)",
-        "plain": "point select, no TLS",
+        "tls": "point select, TLS client ↔ server (proxy ↔ MariaDB plain), one replica",
+        "plain": "point select, no TLS, one replica; pg rows: pgbench -S to PostgreSQL",
     }[variant]
     columns: list[Column] = [
         ("conns", "right", lambda r: str(r["connections"])),
@@ -93,14 +131,32 @@ def print_table(console: Console, variant: str, summary: list[Run]) -> None:
         ("q/s", "right", lambda r: _fmt(r["queries_per_s"], "{:,.0f}")),
         ("p50 ms", "right", lambda r: _fmt(r["p50_ms"], "{:.3f}")),
         ("p95 ms", "right", lambda r: _fmt(r["p95_ms"], "{:.3f}")),
-        ("proxy|relay µs/q", "right", lambda r: _fmt(r["middle_us_per_query"], "{:.1f}")),
-        ("mariadbd µs/q", "right", lambda r: _fmt(r["replicas_us_per_query"], "{:.1f}")),
-        ("sysbench µs/q", "right", lambda r: _fmt(r["client_us_per_query"], "{:.1f}")),
-        ("q/s ÷ direct", "right", lambda r: _fmt(r.get("queries_per_s_ratio"), "{:.2f}")),
-        ("p95 ÷ direct", "right", lambda r: _fmt(r.get("p95_ratio"), "{:.2f}")),
+        ("client µs/q", "right", lambda r: _fmt(r["client_us_per_query"], "{:.1f}")),
+        ("middle µs/q", "right", lambda r: _fmt(r["middle_us_per_query"], "{:.1f}")),
+        ("server µs/q", "right", lambda r: _fmt(r["server_us_per_query"], "{:.1f}")),
+        ("writer µs/q", "right", lambda r: _fmt(r["writer_us_per_query"], "{:.1f}")),
+        ("sum µs/q", "right", lambda r: _fmt(r["path_us_per_query"], "{:.1f}")),
+        ("others µs/q", "right", lambda r: _fmt(r["others_us_per_query"], "{:.1f}")),
+        ("q/s ÷ base", "right", lambda r: _fmt(r.get("queries_per_s_ratio"), "{:.2f}")),
+        ("p95 ÷ base", "right", lambda r: _fmt(r.get("p95_ratio"), "{:.2f}")),
         ("errors", "right", _trouble),
     ]
     _print(console, title, summary, columns)
+
+
+def print_comparisons(console: Console, variant: str, rows: list[Run]) -> None:
+    """Paired per-round ratios between modes that are not each other's baseline."""
+    if not rows:
+        return
+    columns: list[Column] = [
+        ("conns", "right", lambda r: str(r["connections"])),
+        ("ratio", "left", lambda r: f"{r['mode']} ÷ {r['other']}"),
+        ("middle µs/q", "right", lambda r: _fmt(r["middle_us_per_query"], "{:.2f}")),
+        ("sum µs/q", "right", lambda r: _fmt(r["path_us_per_query"], "{:.2f}")),
+        ("q/s", "right", lambda r: _fmt(r["queries_per_s"], "{:.2f}")),
+        ("p95", "right", lambda r: _fmt(r["p95_ms"], "{:.2f}")),
+    ]
+    _print(console, f"point select, {variant}: paired ratios (median over rounds)", rows, columns)
 
 
 LOGIN_MODE_NAMES = {
