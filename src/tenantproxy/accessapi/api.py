@@ -42,7 +42,7 @@ from tenantproxy.accessapi.stages import (
     TokenForReplica,
 )
 from tenantproxy.identity.access import TenantAccess
-from tenantproxy.observability.tracing import Tracing, start_tracing
+from tenantproxy.observability.tracing import TRACEPARENT, Tracing, start_tracing
 from tenantproxy.secretstore import FileSecretStore
 
 log = logging.getLogger("tenantproxy.accessapi")
@@ -77,7 +77,7 @@ class StageEndpoint:
 
     async def handle(self, request: Request) -> Response:
         started = time.perf_counter()
-        trace = InvocationTrace.begin(self._tracing, self.name)
+        trace = InvocationTrace.begin(self._tracing, self.name, request.headers.get(TRACEPARENT))
         self._metrics.received()
         response = await self._answer(request, trace or NOT_TRACED)
         self._metrics.answered(response.status_code, (time.perf_counter() - started) * 1000)

@@ -11,8 +11,10 @@
       query           the SELECT and its rows
       close           COM_QUIT
 
-The ``invoke`` span's context goes to the database as the ``traceparent`` connect attribute, so the
-proxy's spans of the same request join the trace. Steps may run in the STS thread pool: each is
+A request with a W3C ``traceparent`` header (Locust sends one for the requests it samples) makes
+``invoke`` a child of the caller's span. The ``invoke`` span's context goes to the database as the
+``traceparent`` connect attribute, so the proxy's spans of the same request join the trace. Steps
+may run in the STS thread pool: each is
 recorded from timestamps, with explicit times (observability/tracing.py).
 """
 
@@ -25,7 +27,12 @@ from typing import Protocol
 
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from tenantproxy.observability.tracing import Attributes, Tracing, traceparent_of
+from tenantproxy.observability.tracing import (
+    Attributes,
+    Tracing,
+    context_from_traceparent,
+    traceparent_of,
+)
 
 SERVICE_NAME = "accessapi"
 
@@ -73,11 +80,18 @@ class InvocationTrace:
         self.traceparent = traceparent_of(root)
 
     @classmethod
-    def begin(cls, tracing: Tracing | None, stage: str) -> InvocationTrace | None:
+    def begin(
+        cls, tracing: Tracing | None, stage: str, traceparent: str | None = None
+    ) -> InvocationTrace | None:
+        """The invocation's span; a child of the caller's (Locust's) span when the request
+        carries a ``traceparent`` header, whose sampling decision it then follows."""
         if tracing is None:
             return None
         root = tracing.start_span(
-            "invoke", kind=SpanKind.SERVER, attributes={"tenantproxy.stage": stage}
+            "invoke",
+            parent=context_from_traceparent(traceparent),
+            kind=SpanKind.SERVER,
+            attributes={"tenantproxy.stage": stage},
         )
         return cls(tracing, root) if root.is_recording() else None
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 WAIT_MIN_ENV = "TENANTPROXY_WAIT_MIN_S"
 WAIT_MAX_ENV = "TENANTPROXY_WAIT_MAX_S"
 TENANTS_ENV = "TENANTPROXY_TENANTS"
+TRACE_RATIO_ENV = "TENANTPROXY_TRACE_SAMPLE_RATIO"
+SPANS_DIR_ENV = "TENANTPROXY_SPANS_DIR"
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,10 @@ class UserSettings:
     wait_min_s: float = 5.0
     wait_max_s: float = 9.0
     tenants: int = 200
+    # Requests Locust traces itself (its span, then a ``traceparent`` header): the share, and
+    # the folder of its ``locust-<pid>.jsonl`` files; no folder, no spans.
+    trace_sample_ratio: float = 0.0
+    spans_dir: str = ""
 
     def __post_init__(self) -> None:
         if self.wait_min_s < 0 or self.wait_max_s < self.wait_min_s:
@@ -28,6 +34,8 @@ class UserSettings:
             )
         if self.tenants < 1:
             raise ValueError(f"tenants must be at least 1, got {self.tenants}")
+        if not 0.0 <= self.trace_sample_ratio <= 1.0:
+            raise ValueError(f"trace sample ratio must be in [0, 1], got {self.trace_sample_ratio}")
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> UserSettings:
@@ -37,6 +45,8 @@ class UserSettings:
                 wait_min_s=float(environ.get(WAIT_MIN_ENV, defaults.wait_min_s)),
                 wait_max_s=float(environ.get(WAIT_MAX_ENV, defaults.wait_max_s)),
                 tenants=int(environ.get(TENANTS_ENV, defaults.tenants)),
+                trace_sample_ratio=float(environ.get(TRACE_RATIO_ENV, defaults.trace_sample_ratio)),
+                spans_dir=environ.get(SPANS_DIR_ENV, defaults.spans_dir),
             )
         except ValueError as exc:
             raise ValueError(f"bad load-test user settings in the environment: {exc}") from None
@@ -46,4 +56,6 @@ class UserSettings:
             WAIT_MIN_ENV: repr(self.wait_min_s),
             WAIT_MAX_ENV: repr(self.wait_max_s),
             TENANTS_ENV: str(self.tenants),
+            TRACE_RATIO_ENV: repr(self.trace_sample_ratio),
+            SPANS_DIR_ENV: self.spans_dir,
         }

@@ -3,18 +3,53 @@ no-proxy stage (50/50) for a random tenant. Loaded by Locust only (``locust -f``
 passes the settings in the environment (see ``locust_env``).
 
 A non-2xx response is a failure (Locust's default), so the no-proxy stage's 500s show as failures.
+
+A sampled request (``trace_sample_ratio``) is the root of its trace: Locust sends a W3C
+``traceparent`` header naming its own span and, once answered, writes that span (service
+``locust``, the format of observability/tracing.py) to ``<spans_dir>/locust-<pid>.jsonl``. Plain
+JSON, not OpenTelemetry's SDK: its batch thread does not belong in gevent's processes.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import secrets
+import time
+from pathlib import Path
 
 from locust import FastHttpUser, between, task
 
 from tenantproxy.loadtest.locust_env import UserSettings
 
 SETTINGS = UserSettings.from_environ(os.environ)
+
+
+def _span_file() -> Path | None:
+    if not SETTINGS.spans_dir or SETTINGS.trace_sample_ratio <= 0:
+        return None
+    Path(SETTINGS.spans_dir).mkdir(parents=True, exist_ok=True)
+    return Path(SETTINGS.spans_dir) / f"locust-{os.getpid()}.jsonl"
+
+
+SPAN_FILE = _span_file()
+
+
+def write_span(
+    trace_id: str, span_id: str, stage: str, start_ns: int, end_ns: int, status: int
+) -> None:
+    if SPAN_FILE is None:
+        return
+    span = {
+        "trace_id": trace_id, "span_id": span_id, "parent_id": None, "name": "request",
+        "service": "locust", "kind": "CLIENT", "start_ns": start_ns, "end_ns": end_ns,
+        "status": "OK" if status == 200 else "ERROR",
+        "attributes": {"tenantproxy.stage": stage, "peer.service": "accessapi",
+                       "http.response.status_code": status},
+    }  # fmt: skip
+    with SPAN_FILE.open("a", encoding="utf-8") as out:  # one line, one write: no torn spans
+        out.write(json.dumps(span, separators=(",", ":")) + "\n")
 
 
 class TenantUser(FastHttpUser):
@@ -25,10 +60,22 @@ class TenantUser(FastHttpUser):
     def _tenant(self) -> int:
         return random.randrange(SETTINGS.tenants)
 
+    def _get(self, path: str, stage: str) -> None:
+        url = f"{path}?tenant={self._tenant()}"
+        if SPAN_FILE is None or random.random() >= SETTINGS.trace_sample_ratio:
+            self.client.get(url, name=stage)
+            return
+        trace_id, span_id = secrets.token_hex(16), secrets.token_hex(8)
+        started = time.time_ns()
+        response = self.client.get(
+            url, name=stage, headers={"traceparent": f"00-{trace_id}-{span_id}-01"}
+        )
+        write_span(trace_id, span_id, stage, started, time.time_ns(), response.status_code)
+
     @task
     def proxy(self) -> None:
-        self.client.get(f"/proxy_stage?tenant={self._tenant()}", name="proxy")
+        self._get("/proxy_stage", "proxy")
 
     @task
     def noproxy(self) -> None:
-        self.client.get(f"/no_proxy_stage?tenant={self._tenant()}", name="noproxy")
+        self._get("/no_proxy_stage", "noproxy")

@@ -133,7 +133,15 @@ def run(options: LoadTestOptions, say: Callable[[str], None] = print) -> RunResu
     api_url = _api_url(outputs, state_dir)
     settings = stack_settings(state_dir)
     tenants = options.tenants or int(settings.get("tenants", UserSettings().tenants))
-    user = UserSettings(options.wait_min_s, options.wait_max_s, tenants)
+    user = UserSettings(
+        options.wait_min_s,
+        options.wait_max_s,
+        tenants,
+        # Locust samples at the stack's ratio and writes its spans beside the stack's processes'
+        # (collect_traces reads the folder): each trace then starts at the measured request.
+        trace_sample_ratio=min(float(settings.get("trace_sample_ratio", 0.0)), 1.0),
+        spans_dir=str(outputs.get("TracesDir") or ""),
+    )
     started = datetime.now(UTC)
     run_dir = make_run_dir(options.report_dir.absolute(), started)
     ports = free_ports(2, HOST)

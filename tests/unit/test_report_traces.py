@@ -1,0 +1,65 @@
+"""The traces' breakdown: a trace rooted at Locust's span gets an "HTTP + queueing" step, the
+steps and the "unexplained" row add up to the measured median; the map has locust → accessapi."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tenantproxy.loadtest.report_traces import HTTP, UNEXPLAINED, breakdowns, service_map
+
+MS = 1_000_000
+
+
+def span(
+    span_id: str,
+    parent: str | None,
+    service: str,
+    name: str,
+    start: int,
+    end: int,
+    **attributes: Any,
+) -> dict[str, Any]:
+    return {
+        "trace_id": "t" * 32,
+        "span_id": span_id,
+        "parent_id": parent,
+        "name": name,
+        "service": service,
+        "kind": "CLIENT",
+        "start_ns": start * MS,
+        "end_ns": end * MS,
+        "attributes": attributes,
+    }
+
+
+def locust_trace() -> list[dict[str, Any]]:
+    return [
+        span("l", None, "locust", "request", 0, 20, **{"peer.service": "accessapi"}),
+        span(
+            "i",
+            "l",
+            "accessapi",
+            "invoke",
+            4,
+            16,
+            **{"tenantproxy.stage": "proxy", "http.response.status_code": 200},
+        ),
+        span("q", "i", "accessapi", "query", 5, 15, **{"peer.service": "proxy"}),
+    ]
+
+
+def test_a_locust_rooted_trace_adds_up_to_the_measured_median() -> None:
+    (stage,) = breakdowns(locust_trace(), {"proxy": 21.0})
+    steps = {(s.service, s.name): s for s in stage.steps}
+    assert steps[HTTP].median_ms == 8.0
+    assert steps[("accessapi", "query")].median_ms == 10.0
+    assert stage.steps_sum_ms == 20.0
+    assert steps[UNEXPLAINED].median_ms == 1.0
+    shares = [s.share for s in stage.steps if s.share is not None]
+    assert abs(sum(shares) - 1.0) < 1e-9
+    assert stage.gap_ratio is not None and abs(stage.gap_ratio - 1 / 21) < 1e-9
+
+
+def test_the_service_map_has_the_locust_to_accessapi_edge_once() -> None:
+    edges = {(e.caller, e.callee): e.calls for e in service_map(locust_trace())}
+    assert edges[("locust", "accessapi")] == 1
