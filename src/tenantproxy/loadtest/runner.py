@@ -16,7 +16,8 @@ import platform
 import resource
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -164,7 +165,7 @@ def run(options: LoadTestOptions, say: Callable[[str], None] = print) -> RunResu
     sources = build_sources(outputs, state_dir)
     started_clock = time.monotonic()
     cpu = CpuUse.start()
-    with SamplesWriter(run_dir / SAMPLES_FILE) as writer:
+    with SamplesWriter(run_dir / SAMPLES_FILE) as writer, _live_dashboard(run_dir, state_dir, say):
         sampler = Sampler(sources, writer, options.sample_interval_s)
         exit_code = _run_locust_with_sampler(
             options, plan, sampler, run_dir=run_dir, state_dir=state_dir, env=env,
@@ -250,6 +251,21 @@ def _run_locust_with_sampler(
         sampler.stop()
         if plan.web_address:
             update_outputs(state_dir, {"LocustAddress": None})
+
+
+@contextmanager
+def _live_dashboard(run_dir: Path, state_dir: Path, say: Callable[[str], None]) -> Iterator[None]:
+    """The live dashboard for the run's length; its address in outputs.json meanwhile."""
+    # Imported here: the dashboard pulls in plotly, like the report.
+    from tenantproxy.loadtest.dashboard import Dashboard
+
+    with Dashboard(run_dir / SAMPLES_FILE) as dashboard:
+        update_outputs(state_dir, {"DashboardAddress": dashboard.address})
+        say(f"live dashboard (DashboardAddress): {dashboard.address}")
+        try:
+            yield
+        finally:
+            update_outputs(state_dir, {"DashboardAddress": None})
 
 
 def _collect_traces(
