@@ -171,3 +171,24 @@ def test_a_no_proxy_stage_request_is_traced_by_the_access_api_alone(
     assert {"invoke", "connect", "TLS", "login", "query", "close"} <= names
     login = next(s for s in spans if s["name"] == "login")
     assert login["attributes"]["peer.service"] == "mariadb"
+
+
+def test_a_traceparent_header_makes_invoke_a_child_of_the_callers_span(
+    stack: RunningStack,
+) -> None:
+    # What Locust sends for a request it samples (loadtest/locustfile.py).
+    trace_id, caller_span = secrets.token_hex(16), secrets.token_hex(8)
+    response = httpx.get(
+        f"{stack.outputs['APIGatewayURL']}/no_proxy_stage", params={"tenant": API_TENANT},
+        headers={"traceparent": f"00-{trace_id}-{caller_span}-01"}, timeout=30,
+    )  # fmt: skip
+    assert response.status_code == 200, response.text
+    traces_dir, deadline = Path(stack.outputs["TracesDir"]), time.monotonic() + 20
+    while not (roots := [s for s in read_spans(sorted(traces_dir.glob("*.jsonl")))
+                         if s["name"] == "invoke" and s["trace_id"] == trace_id]):  # fmt: skip
+        assert time.monotonic() < deadline, "no invoke span in the caller's trace"
+        time.sleep(0.2)
+
+    (root,) = roots
+    assert root["parent_id"] == caller_span and root["service"] == "accessapi"
+    assert root["attributes"]["tenantproxy.stage"] == "noproxy"
