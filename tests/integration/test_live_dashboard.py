@@ -25,6 +25,10 @@ POINTS_PER_CHART_JS = """
     .map(chart => [chart.dataset.chart, Number(chart.dataset.points || 0)]))
 """
 
+PROCESS_LINES_JS = """
+() => document.querySelector('[data-chart="process_cpu"]').data.map(trace => trace.name)
+"""
+
 
 @pytest.fixture(scope="module")
 def stack_state_dir(request: pytest.FixtureRequest) -> Iterator[Path]:
@@ -57,8 +61,12 @@ def test_the_dashboard_charts_gain_points_while_the_load_test_runs(
         page.wait_for_timeout(6_000)
         second = page.evaluate(POINTS_PER_CHART_JS)
         for chart in ("http_5xx", "latency", "replica_cpu", "db_connections",
-                      "db_new_connections", "in_flight"):  # fmt: skip
+                      "db_new_connections", "in_flight", "process_cpu"):  # fmt: skip
             assert second[chart] > first[chart], (chart, first, second)
+        processes = page.evaluate(PROCESS_LINES_JS)
+        assert any(name.startswith("locust") for name in processes), processes
+        assert {"proxy", "accessapi"} <= set(processes), processes
+        assert sum(name.startswith("mariadb") or "replica" in name for name in processes) >= 2
         page.screenshot(path=str(_screenshot_path(tmp_path)), full_page=True)
     finally:
         runner.join(timeout=120)

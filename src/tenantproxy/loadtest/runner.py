@@ -257,9 +257,10 @@ def _run_locust_with_sampler(
 def _live_dashboard(run_dir: Path, state_dir: Path, say: Callable[[str], None]) -> Iterator[None]:
     """The live dashboard for the run's length; its address in outputs.json meanwhile."""
     # Imported here: the dashboard pulls in plotly, like the report.
-    from tenantproxy.loadtest.dashboard import Dashboard
+    from tenantproxy.loadtest.dashboard import Dashboard, ProcessCpu, locust_pids, stack_pids
 
-    with Dashboard(run_dir / SAMPLES_FILE) as dashboard:
+    process_cpu = ProcessCpu(lambda: {**locust_pids(), **stack_pids(state_dir)})
+    with Dashboard(run_dir / SAMPLES_FILE, process_cpu) as dashboard:
         update_outputs(state_dir, {"DashboardAddress": dashboard.address})
         say(f"live dashboard (DashboardAddress): {dashboard.address}")
         try:
