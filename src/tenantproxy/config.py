@@ -144,6 +144,9 @@ class ProxyConfig(_Strict):
     # ProxySQL's auto_increment_delay_multiplex: after an OK with a last insert id, the client
     # keeps its backend for this many more statements, so SELECT LAST_INSERT_ID() runs there.
     last_insert_id_hold_statements: int = Field(default=5, ge=0)
+    # ProxySQL's auto_increment_delay_multiplex_timeout_ms: a client that goes quiet after such
+    # an OK gives its backend back after this long (the id is then read on another backend).
+    last_insert_id_hold_timeout_s: float = Field(default=1.0, gt=0)
     # RDS Proxy's SessionPinningFilters: "EXCLUDE_VARIABLE_SETS" stops SETs of variables the
     # proxy does not carry from pinning (they are then not carried either).
     session_pinning_filters: list[Literal["EXCLUDE_VARIABLE_SETS"]] = Field(default_factory=list)

@@ -14,6 +14,7 @@ to its backend until it logs out, counted per tenant and reason.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
 from typing import TYPE_CHECKING
@@ -46,6 +47,8 @@ if TYPE_CHECKING:
 _UNANSWERED = frozenset((Command.COM_QUIT, Command.COM_STMT_CLOSE, Command.COM_STMT_SEND_LONG_DATA))
 # Until the statement registry (statements.py) is wired in, a binary prepared statement pins.
 _PINNING_COMMANDS: dict[int, PinReason] = {Command.COM_STMT_PREPARE: PinReason.PREPARED_STATEMENT}
+# The first bytes of a statement that session_state reads (SET NAMES ... COLLATE).
+_STATEMENT_START = 256
 
 
 def session_settings(context: ProxyContext) -> Settings:
@@ -79,8 +82,10 @@ class Multiplexer:
         self.state = SessionState(session_settings(context))
         self.held: HeldBackend | None = None
         self.relay: Relay | None = None
-        # Per command sent and not yet answered: (command byte, its pin hint).
-        self._sent: deque[tuple[int, PinReason | None]] = deque()
+        # Per command sent and not yet answered: (command byte, its pin hint, its first bytes).
+        self._sent: deque[tuple[int, PinReason | None, bytes]] = deque()
+        self._hold_timeout_s = context.config.last_insert_id_hold_timeout_s
+        self._hold_timer: asyncio.TimerHandle | None = None
         self._is_leasing = False
         # Set while the session answers a command itself: the backend stays attached.
         self.is_held_by_session = False
@@ -192,7 +197,7 @@ class Multiplexer:
             self.state.pins.add(pin)
             self._count_pins([pin])
         hint = text_pin_reason(payload) if command == Command.COM_QUERY else None
-        self._sent.append((command, hint))
+        self._sent.append((command, hint, payload[:_STATEMENT_START]))
 
     def responses_ended(self, ends: list[ResponseEnd]) -> None:
         last = None
@@ -202,15 +207,32 @@ class Multiplexer:
                     self._replay_failed(end.error_code)
                     return
                 continue
-            command, hint = self._sent.popleft() if self._sent else (0, None)
-            self._count_pins(self.state.observe(end, hint))
+            command, hint, start = self._sent.popleft() if self._sent else (0, None, b"")
+            self._count_pins(self.state.observe(end, hint, start))
             if end.is_state_changed:
                 self._is_state_changed = True
             if command == Command.COM_RESET_CONNECTION and end.error_code is None:
                 self._session_was_reset()
             last = end
-        if last is not None and self.state.may_release(last):
+        if last is None:
+            return
+        if self.state.may_release(last):
             self.release_if_idle()
+        elif self.state.is_holding_last_insert_id and self._hold_timer is None:
+            self._hold_timer = asyncio.get_running_loop().call_later(
+                self._hold_timeout_s, self._last_insert_id_hold_expired
+            )
+
+    def _last_insert_id_hold_expired(self) -> None:
+        # A client that never reads its last insert id must not keep a backend from the others.
+        self._hold_timer = None
+        self.state.end_last_insert_id_hold()
+        self.release_if_idle()
+
+    def _cancel_hold_timer(self) -> None:
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
 
     def _count_pins(self, reasons: list[PinReason]) -> None:
         for reason in reasons:
@@ -246,6 +268,7 @@ class Multiplexer:
             or not relay.is_idle
             or self.state.is_pinned
             or self.state.transaction_state.strip("_")
+            or self.state.is_holding_last_insert_id
         ):
             return
         self._give_back(relay.detach())
@@ -265,6 +288,7 @@ class Multiplexer:
 
     def end(self) -> None:
         """The session is over: its backend goes back, reset when it holds state."""
+        self._cancel_hold_timer()
         relay = self.relay
         held = self.held
         if held is None or relay is None:
@@ -283,6 +307,7 @@ class Multiplexer:
         assert held is not None
         self.held = None
         self._sent.clear()
+        self._cancel_hold_timer()
         if not is_reusable or self._needs_reset:
             self._needs_reset = False
             give_back(self._context, held, is_reusable=is_reusable)

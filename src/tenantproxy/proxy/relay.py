@@ -146,9 +146,10 @@ class Relay:
     def go_on(self) -> None:
         """A backend was attached for the bytes that waited: they go on to it."""
         waiting, self._waiting = self._waiting, None
-        self._client.resume_reading()
         if waiting:
-            self.from_client(waiting)
+            self.from_client(waiting)  # before any later byte: they keep the client's order
+        if self._waiting is None:
+            self._client.resume_reading()
 
     def pause_backend(self) -> None:
         # The client reads slower than its backend sends.

@@ -83,6 +83,7 @@ _COUPLED = (
     ("character_set_server", "collation_server"),
 )
 _PARTNER = {a: b for pair in _COUPLED for a, b in (pair, pair[::-1])}
+_COLLATIONS = frozenset(collation for _, collation in _COUPLED)
 _NO_TRANSACTION = "________"
 _LOCKED_TABLES = 7  # TRANSACTION_STATE's 8th character: L while LOCK TABLES holds
 _BLOCKING_FLAGS = (
@@ -91,6 +92,10 @@ _BLOCKING_FLAGS = (
     | ServerStatus.SERVER_STATUS_CURSOR_EXISTS
 )
 _NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+# SET NAMES reports the character sets it changed but not collation_connection, which it sets
+# too: to the COLLATE it names, else to the character set's default collation.
+_SET_NAMES = re.compile(rb"\W*SET\s+NAMES\b", re.I)
+_COLLATE = re.compile(rb"\bCOLLATE\s*=?\s*['\"`]?([A-Za-z0-9_]+)", re.I)
 _NAME = re.compile(r"[a-z_][a-z0-9_]*")
 
 
@@ -176,9 +181,12 @@ class SessionState:
     def is_pinned(self) -> bool:
         return bool(self.pins)
 
-    def observe(self, end: ResponseEnd, hint: PinReason | None = None) -> list[PinReason]:
+    def observe(
+        self, end: ResponseEnd, hint: PinReason | None = None, statement: bytes = b""
+    ) -> list[PinReason]:
         """Learns from one response's end; returns the pins it added (for the counters).
-        ``hint`` is ``text_pin_reason`` of the command it answered."""
+        ``hint`` is ``text_pin_reason`` of the command it answered, ``statement`` that
+        command's first bytes (a COM_QUERY's)."""
         before = set(self.pins)
         if end.last_insert_id:
             self._hold_left = self.settings.last_insert_id_hold_statements
@@ -186,6 +194,8 @@ class SessionState:
             self._hold_left -= 1
         for ok in end.state_change_oks:
             self._observe_ok(ok, hint)
+        if end.state_change_oks and end.error_code is None:
+            self._collation_of_set_names(statement)
         if hint in _UNREPORTED and end.error_code is None:
             self.pins.add(hint)
         return [reason for reason in PinReason if reason in self.pins - before]
@@ -207,6 +217,23 @@ class SessionState:
                 self.transaction_characteristics = entry.sql
         if is_changed and not is_explained:
             self.pins.add(hint if hint is not None else PinReason.STATE_CHANGE)
+
+    def _collation_of_set_names(self, statement: bytes) -> None:
+        if statement[:1] != bytes((Command.COM_QUERY,)) or not _SET_NAMES.match(statement, 1):
+            return
+        collate = _COLLATE.search(statement, 1)
+        if collate is not None:
+            self.wanted.set_variable("collation_connection", collate.group(1).decode().lower())
+        else:  # the default collation of the character set, which replay selects by naming it
+            self.wanted.variables.pop("collation_connection", None)
+
+    @property
+    def is_holding_last_insert_id(self) -> bool:
+        return self._hold_left > 0
+
+    def end_last_insert_id_hold(self) -> None:
+        """The client did not read its last insert id in time (last_insert_id_hold_timeout_s)."""
+        self._hold_left = 0
 
     def _schema_reported(self, name: str) -> None:
         if name:
@@ -274,8 +301,16 @@ def replay(wanted: TrackedState, backend: TrackedState) -> list[bytes]:
 def _assignments(wanted: TrackedState, backend: TrackedState) -> list[tuple[str, str | None]]:
     changed = {n for n, v in wanted.variables.items() if backend.variables.get(n) != v}
     changed |= {_PARTNER[n] for n in changed if n in _PARTNER and _PARTNER[n] in wanted.variables}
+    # A collation the client left to its character set (SET NAMES without COLLATE): assigning
+    # the character set selects its default collation; DEFAULT would select the global one.
+    follows = {
+        n
+        for n in backend.variables
+        if n in _COLLATIONS and n not in wanted.variables and _PARTNER[n] in wanted.variables
+    }
+    changed |= {_PARTNER[n] for n in follows}
     defaults: list[tuple[str, str | None]] = [
-        (n, None) for n in backend.variables if n not in wanted.variables
+        (n, None) for n in backend.variables if n not in wanted.variables and n not in follows
     ]
     # DEFAULTs first: an explicit value of a coupled pair must come after them.
     return defaults + [(n, v) for n, v in wanted.variables.items() if n in changed]

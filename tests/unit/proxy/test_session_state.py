@@ -147,6 +147,41 @@ def test_a_last_insert_id_holds_the_backend_for_the_next_statements():
     assert SessionState(Settings(last_insert_id_hold_statements=0)).may_release(insert)
 
 
+def test_the_last_insert_id_hold_can_be_ended_by_its_timeout():
+    state = SessionState(Settings(last_insert_id_hold_statements=5))
+    state.observe(ok_end(last_insert_id=7))
+    assert state.is_holding_last_insert_id
+    state.end_last_insert_id_hold()
+    assert not state.is_holding_last_insert_id
+    assert state.may_release(ok_end())
+
+
+def _utf8_session() -> SessionState:
+    baseline = {"character_set_connection": "utf8mb4", "collation_connection": "utf8mb4_bin"}
+    return SessionState(Settings(), TrackedState(None, dict(baseline)))
+
+
+def test_set_names_with_collate_records_the_collation_mariadb_does_not_report():
+    state = _utf8_session()
+    names = ok_end(SystemVariable("character_set_connection", "latin1"), CHANGED)
+    assert state.observe(names, None, query("SET NAMES latin1 COLLATE 'latin1_bin'")) == []
+    assert state.wanted.variables["collation_connection"] == "latin1_bin"
+    assert state.wanted.variables["character_set_connection"] == "latin1"
+
+
+def test_set_names_without_collate_leaves_the_collation_to_the_character_set():
+    state = _utf8_session()
+    names = ok_end(SystemVariable("character_set_connection", "latin1"), CHANGED)
+    state.observe(names, None, query("set names latin1"))
+    assert "collation_connection" not in state.wanted.variables
+    backend = TrackedState(
+        variables={"character_set_connection": "latin1", "collation_connection": "latin1_bin"}
+    )
+    # Naming the character set again selects its default collation (DEFAULT would select the
+    # server's global collation, of another character set).
+    assert replay(state.wanted, backend) == [b"\x03SET SESSION character_set_connection = 'latin1'"]
+
+
 def test_dropping_the_current_schema_pins():
     state = SessionState(Settings())
     state.observe(ok_end(Schema("db1"), CHANGED))

@@ -1,0 +1,243 @@
+"""Transaction multiplexing (pool_mode = "transaction") through a proxy over the stack's writer:
+clients share a few backends, keep their session state, and are pinned when it cannot be carried."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pymysql
+import pytest
+
+from tests.integration.clients import ca_path, pymysql_connect
+from tests.integration.proxy_thread import ProxyThread, proxy_config_from_stack
+
+pytestmark = pytest.mark.integration
+
+TENANT = 11
+MAX_BACKENDS = 3
+
+
+@pytest.fixture(scope="module")
+def proxy(stack: Any) -> Iterator[ProxyThread]:
+    with stack.admin_connect(stack.proxy_writer) as admin, admin.cursor() as cursor:
+        cursor.execute(
+            f"GRANT CREATE TEMPORARY TABLES, LOCK TABLES ON user_database{TENANT}.*"
+            f" TO 'user{TENANT}'@'%'"
+        )
+    config = proxy_config_from_stack(
+        stack.outputs,
+        pool_mode="transaction",
+        max_backends_per_tenant=MAX_BACKENDS,
+        last_insert_id_hold_timeout_s=0.5,
+    )
+    with ProxyThread(config) as running:
+        yield running
+    with stack.admin_connect(stack.proxy_writer) as admin, admin.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM user_database{TENANT}.mytable WHERE Column_A LIKE 'lid%'"
+            " OR Column_A LIKE 'mux%' OR Column_A = 'held'"
+        )
+        admin.commit()
+
+
+def connect(stack: Any, proxy: ProxyThread) -> pymysql.Connection[Any]:
+    return pymysql_connect(
+        endpoint=proxy.endpoint("read_write"),
+        user=f"user{TENANT}",
+        password=stack.secret(f"user{TENANT}").password,
+        database=f"user_database{TENANT}",
+        ca_file=ca_path(stack.outputs),
+        autocommit=True,
+    )
+
+
+def one(connection: pymysql.Connection[Any], sql: str) -> Any:
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        row = cursor.fetchone()
+        return row[0] if row else None
+
+
+def backend_counts(proxy: ProxyThread) -> tuple[int, int]:
+    """(open backends, leased backends) over the proxy's pools."""
+    assert proxy.server is not None
+    pools = proxy.server.context.pools
+
+    def counts() -> tuple[int, int]:
+        stats = [p.stats() for p in pools.pools()]
+        return sum(s.size for s in stats), sum(s.leased for s in stats)
+
+    return proxy.call(counts)
+
+
+def pins(proxy: ProxyThread) -> dict[str, int]:
+    assert proxy.server is not None
+    metrics = proxy.server.context.metrics
+    tenant = f"user{TENANT}"
+    return proxy.call(lambda: {r: n for (t, r), n in metrics.pins.items() if t == tenant})
+
+
+def wait_for_no_leased_backend(proxy: ProxyThread) -> None:
+    for _ in range(100):
+        if backend_counts(proxy)[1] == 0:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"backends still leased: {backend_counts(proxy)}")
+
+
+def test_many_clients_share_a_few_backends_and_idle_ones_hold_none(stack, proxy):
+    clients = [connect(stack, proxy) for _ in range(30)]
+    try:
+        for index, client in enumerate(clients):
+            assert one(client, f"SELECT {index}") == index
+        wait_for_no_leased_backend(proxy)
+        opened, leased = backend_counts(proxy)
+        assert leased == 0
+        assert 1 <= opened <= MAX_BACKENDS
+    finally:
+        for client in clients:
+            client.close()
+
+
+def test_tracked_variables_follow_their_client_while_others_set_other_values(stack, proxy):
+    settings = {
+        "time_zone": "'+03:00'",
+        "sql_mode": "'ANSI_QUOTES'",
+        "wait_timeout": "1234",
+        "auto_increment_increment": "7",
+        "tx_isolation": "'SERIALIZABLE'",
+        "max_statement_time": "55.5",
+    }
+    pins_before = pins(proxy)
+    me = connect(stack, proxy)
+    others = [connect(stack, proxy) for _ in range(10)]
+    try:
+        for name, value in settings.items():
+            one(me, f"SET SESSION {name} = {value}")
+        for round_ in range(3):
+            for index, other in enumerate(others):
+                one(other, f"SET SESSION wait_timeout = {100 + index + round_}")
+                one(other, "SET SESSION time_zone = '-05:00'")
+            for name, value in settings.items():
+                assert str(one(me, f"SELECT @@SESSION.{name}")) == value.strip("'")
+        assert one(others[3], "SELECT @@SESSION.wait_timeout") == 105
+        assert pins(proxy) == pins_before
+    finally:
+        for client in [me, *others]:
+            client.close()
+
+
+def test_set_names_is_carried_with_its_collation(stack, proxy):
+    me = connect(stack, proxy)
+    others = [connect(stack, proxy) for _ in range(5)]
+    try:
+        one(me, "SET NAMES latin1 COLLATE latin1_bin")
+        for other in others:
+            one(other, "SET NAMES utf8mb4")
+        for _ in range(3):
+            assert one(me, "SELECT @@collation_connection") == "latin1_bin"
+        one(me, "SET NAMES latin1")
+        for other in others:
+            one(other, "SET NAMES utf8mb4 COLLATE utf8mb4_bin")
+        assert one(me, "SELECT @@collation_connection") == "latin1_swedish_ci"
+    finally:
+        for client in [me, *others]:
+            client.close()
+
+
+@pytest.mark.parametrize(
+    ("statements", "check", "expected", "reason"),
+    [
+        (["SET @mine = 42"], "SELECT @mine", 42, "user_variable"),
+        (["SELECT @other := 43"], "SELECT @other", 43, "user_variable"),
+        (
+            ["CREATE TEMPORARY TABLE scratch (n INT)", "INSERT INTO scratch VALUES (44)"],
+            "SELECT n FROM scratch",
+            44,
+            "temporary_table",
+        ),
+        (
+            ["SELECT GET_LOCK('tenantproxy_test', 5)"],
+            "SELECT IS_USED_LOCK('x') IS NULL",
+            1,
+            "get_lock",
+        ),
+        (["PREPARE p FROM 'SELECT 45'"], "EXECUTE p", 45, "sql_prepare"),
+        (["LOCK TABLES mytable READ"], "SELECT COUNT(*) > 0 FROM mytable", 1, "lock_tables"),
+    ],
+)
+def test_state_that_cannot_be_carried_pins_and_stays_visible(
+    stack, proxy, statements, check, expected, reason
+):
+    before = pins(proxy).get(reason, 0)
+    me = connect(stack, proxy)
+    others = [connect(stack, proxy) for _ in range(5)]
+    try:
+        for statement in statements:
+            one(me, statement)
+        backend = one(me, "SELECT CONNECTION_ID()")
+        for other in others:
+            one(other, "SELECT 1")
+        assert one(me, check) == expected
+        assert one(me, "SELECT CONNECTION_ID()") == backend
+        assert pins(proxy).get(reason, 0) == before + 1
+    finally:
+        for client in [me, *others]:
+            client.close()
+
+
+def test_a_transaction_is_invisible_until_commit_and_gone_after_rollback(stack, proxy):
+    writer, reader = connect(stack, proxy), connect(stack, proxy)
+    marker = f"mux{time.monotonic_ns() % 100000}"
+    try:
+        count = f"SELECT COUNT(*) FROM mytable WHERE Column_A = '{marker}'"
+        one(writer, "BEGIN")
+        one(writer, f"INSERT INTO mytable (Column_A) VALUES ('{marker}')")
+        assert one(reader, count) == 0
+        one(writer, "ROLLBACK")
+        assert one(writer, count) == 0
+        one(writer, "SET autocommit = 0")
+        one(writer, f"INSERT INTO mytable (Column_A) VALUES ('{marker}')")
+        assert one(reader, count) == 0
+        one(writer, "COMMIT")
+        assert one(reader, count) == 1
+    finally:
+        writer.close()
+        reader.close()
+
+
+def test_last_insert_id_answers_right_under_contention(stack, proxy):
+    failures: list[str] = []
+
+    def insert_and_read(index: int) -> None:
+        client = connect(stack, proxy)
+        try:
+            for round_ in range(10):
+                with client.cursor() as cursor:
+                    cursor.execute("INSERT INTO mytable (Column_A) VALUES (%s)", (f"lid{index}",))
+                    inserted = cursor.lastrowid
+                    cursor.execute("SELECT LAST_INSERT_ID()")
+                    if cursor.fetchone()[0] != inserted:
+                        failures.append(f"client {index} round {round_}")
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=insert_and_read, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert failures == []
+
+
+def test_a_client_that_never_reads_its_insert_id_gives_the_backend_back(stack, proxy):
+    client = connect(stack, proxy)
+    try:
+        one(client, "INSERT INTO mytable (Column_A) VALUES ('held')")
+        assert backend_counts(proxy)[1] >= 1  # held for SELECT LAST_INSERT_ID()
+        wait_for_no_leased_backend(proxy)  # last_insert_id_hold_timeout_s = 0.5
+    finally:
+        client.close()
