@@ -2,7 +2,8 @@
 # Installs what `make test`, `make demo` and `make bench` need and is missing:
 # Debian packages (MariaDB server and client, sysbench, headers to build mysqlclient, gcc to
 # build it and the Connector/C test client in tests/integration/c_client)
-# a .venv holding the project with its pinned dependencies, and node mysql2 for one test.
+# a .venv holding the project with its pinned dependencies, the Cython-compiled hot path
+# (scripts/build_compiled.py), and node mysql2 for one test.
 # Safe to run again: it only does what is not done yet.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -65,6 +66,13 @@ install_node_client() {
     echo "$want" > "$stamp"
 }
 
+build_compiled() {
+    # The Cython twins of the response tracker and the packet splitter (wire/mysql/_compiled.py);
+    # cythonize rebuilds only what changed. The .py modules stay the reference and the fallback.
+    .venv/bin/python scripts/build_compiled.py >/dev/null
+}
+
 install_apt_packages
 install_venv
+build_compiled
 install_node_client

@@ -196,3 +196,16 @@ class PacketDecoder:
         elif self._pos > _COMPACT_AFTER_BYTES:
             del self._buffer[: self._pos]
             self._pos = 0
+
+
+# The compiled twin (the same source built by Cython) takes these names' place when it is chosen
+# (see _compiled.py); the guard keeps the twin's own copy of these lines from importing itself.
+COMPILED = False
+if __name__ == "tenantproxy.wire.mysql.framing":
+    from tenantproxy.wire.mysql import _compiled
+
+    _compiled.adopt(
+        globals(),
+        "framing",
+        ("encode_packet", "WirePacket", "PacketSplitter", "PacketDecoder"),
+    )

@@ -1,0 +1,51 @@
+"""Builds the Cython twins of the hot-path modules in place (src/tenantproxy/wire/mysql/_*_c).
+
+Each twin is its .py module compiled as it is (Cython's pure Python mode), so the two cannot drift.
+
+Run by scripts/setup.sh (``make setup``). The .c and .so files are build output (.gitignore).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DIR = ROOT / "src" / "tenantproxy" / "wire" / "mysql"
+TWINS = ("response_tracker", "framing")
+
+
+def twin_source(name: str) -> Path:
+    """A copy of ``name``.py named after its twin (Cython names a module after its file)."""
+    target = ROOT / "build" / "cython" / f"_{name}_c.py"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    source = (PACKAGE_DIR / f"{name}.py").read_text()
+    if not target.exists() or target.read_text() != source:
+        target.write_text(source)
+    return target
+
+
+def extensions() -> list[Extension]:
+    return [
+        Extension(f"tenantproxy.wire.mysql._{name}_c", [str(twin_source(name))]) for name in TWINS
+    ]
+
+
+def main() -> None:
+    # annotation_typing off: the twins must behave exactly as the .py (no int/bytes coercions).
+    modules = cythonize(
+        extensions(),
+        compiler_directives={"language_level": 3, "annotation_typing": False, "binding": True},
+        quiet=True,
+    )
+    sys.argv = [sys.argv[0], "build_ext", "--inplace", "--build-temp", str(ROOT / "build" / "temp")]
+    os.chdir(ROOT / "build")  # away from pyproject.toml: this is not the package's own build
+    setup(name="tenantproxy-compiled", ext_modules=modules, package_dir={"": str(ROOT / "src")})
+
+
+if __name__ == "__main__":
+    main()
