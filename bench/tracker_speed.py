@@ -15,7 +15,9 @@ from tenantproxy.wire.mysql.constants import CapabilityFlags
 
 CAPABILITIES = CapabilityFlags.CLIENT_PROTOCOL_41 | CapabilityFlags.CLIENT_DEPRECATE_EOF
 COMMAND = b"\x03SELECT c FROM sbtest1 WHERE id=5042"
-COLUMN = b"\x03def\x06sbtest\x07sbtest1\x07sbtest1\x01c\x01c\x0c\x08\x00\x78\x00\x00\x00\xfe\x01\x10\x00\x00\x00"
+# catalog, schema, table, org_table, name, org_name, then the fixed fields (CHAR(120) c).
+COLUMN_NAMES = b"\x03def\x06sbtest\x07sbtest1\x07sbtest1\x01c\x01c"
+COLUMN = COLUMN_NAMES + b"\x0c\x08\x00\x78\x00\x00\x00\xfe\x01\x10\x00\x00\x00"
 ROW = b"\x78" + b"83868641912-28773972837-60736120486-75162659906-27563526494-" * 2
 OK_TERMINATOR = b"\xfe\x00\x00\x02\x00\x00\x00"
 ROUNDS = 200_000
