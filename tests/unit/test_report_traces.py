@@ -63,3 +63,31 @@ def test_a_locust_rooted_trace_adds_up_to_the_measured_median() -> None:
 def test_the_service_map_has_the_locust_to_accessapi_edge_once() -> None:
     edges = {(e.caller, e.callee): e.calls for e in service_map(locust_trace())}
     assert edges[("locust", "accessapi")] == 1
+
+
+def sequential_trace(trace_id: str, steps: dict[str, int]) -> list[dict[str, Any]]:
+    """Locust's span, 1 ms of HTTP each side of invoke, and the steps one after the other."""
+    total = sum(steps.values())
+    spans = [
+        span("l", None, "locust", "request", 0, total + 2),
+        span("i", "l", "accessapi", "invoke", 1, total + 1,
+             **{"tenantproxy.stage": "proxy", "http.response.status_code": 200}),
+    ]  # fmt: skip
+    start = 1
+    for n, (name, ms) in enumerate(steps.items()):
+        spans.append(span(f"s{n}", "i", "accessapi", name, start, start + ms))
+        start += ms
+    return [{**s, "trace_id": trace_id} for s in spans]
+
+
+def test_the_steps_of_a_median_request_add_up_even_when_each_step_is_skewed() -> None:
+    # Every request takes 122 ms, slow in one of three steps: each step's median is its fast
+    # 10 ms, and a sum of medians (32 ms) would be far below the median request.
+    spans = []
+    for i in range(9):
+        slow = ("AssumeRole", "login", "query")[i % 3]
+        durations = {name: 100 if name == slow else 10 for name in ("AssumeRole", "login", "query")}
+        spans += sequential_trace(f"{i:032x}", durations)
+    (stage,) = breakdowns(spans, {"proxy": 122.0})
+    assert stage.gap_ratio is not None and abs(stage.gap_ratio) < 0.15
+    assert abs(sum(s.median_ms for s in stage.steps) - 122.0) < 1e-9

@@ -3,20 +3,21 @@
 The runner copies the spans of the run's window into ``traces.jsonl`` (format in
 observability/tracing.py). A trace is one request: its root is Locust's span of the request
 (locustfile.py) when Locust sampled it, else the access API's ``invoke`` span (attribute
-``tenantproxy.stage``); "HTTP + queueing" is Locust's span less ``invoke``, and "unexplained" the
-measured median less the sum of the steps' medians, so the shares add up to 100 %. Only traces
-answered 200 count. Per stage, each step (a child
-of ``invoke``) gets the median of its durations over the traces, in ms, and its share of the sum
-of the medians; the proxy's own spans (children of ``invoke`` in another service) are listed
-beside, as "of which" lines: they happen inside the access API's login and query. "outside the
-invoke span" is the stage's measured median (Locust's) less the sum of the steps: HTTP, the
-event loop's queue, Locust itself.
+``tenantproxy.stage``). Only traces answered 200 count. Per stage, each step (a child of
+``invoke``, plus "HTTP + queueing" = Locust's span less ``invoke``, and the time inside
+``invoke`` between the steps) gets its mean in ms over the traces around the median (end-to-end
+time between the 40th and 60th percentile), so the steps add up to about a median request; its
+share is of the measured (Locust) median, and "unexplained" is that median less the sum of the
+steps, so the shares add up to 100 %; the report states how far the steps are off (the check:
+within 15 %). The proxy's own spans (children of ``invoke`` in another service) are listed
+beside, as "of which" lines: they happen inside the access API's login and query.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import math
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
@@ -110,7 +111,7 @@ def _locust(trace: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
 def _breakdown(
     stage: str, traces: list[list[Mapping[str, Any]]], measured_ms: float | None
 ) -> StageBreakdown:
-    durations: dict[tuple[str, str], list[float]] = defaultdict(list)
+    per_trace: list[tuple[float, dict[tuple[str, str], float]]] = []
     order: dict[tuple[str, str], float] = {}
     roots: list[float] = []
     for trace in traces:
@@ -132,15 +133,16 @@ def _breakdown(
         if locust is not None:
             per_step[HTTP] = max(0.0, _ms(locust) - _ms(root))
             order[HTTP] = -1.0
-        for key, ms in per_step.items():
-            durations[key].append(ms)
-    medians = {key: statistics.median(values) for key, values in durations.items()}
+        per_trace.append((_ms(locust if locust is not None else root), per_step))
+    band = _median_band(per_trace)
+    medians = {key: sum(steps.get(key, 0.0) for steps in band) / len(band) for key in order}
+    counts = {key: sum(key in steps for steps in band) for key in order}
     own = {key: ms for key, ms in medians.items() if key[0] in OWN_SERVICES}
     total = sum(own.values())
     if measured_ms:
         medians[UNEXPLAINED] = measured_ms - total
         order[UNEXPLAINED] = float("inf")
-        durations[UNEXPLAINED] = []
+        counts[UNEXPLAINED] = 0
     whole = measured_ms or total  # the shares add up to 100 % of it
     steps = tuple(
         Step(
@@ -148,11 +150,23 @@ def _breakdown(
             name,
             ms,
             ms / whole if service in OWN_SERVICES and whole else None,
-            len(durations[(service, name)]),
+            counts[(service, name)],
         )
         for (service, name), ms in sorted(medians.items(), key=lambda item: order[item[0]])
     )
     return StageBreakdown(stage, len(traces), steps, total, statistics.median(roots), measured_ms)
+
+
+def _median_band(
+    per_trace: list[tuple[float, dict[tuple[str, str], float]]],
+) -> list[dict[tuple[str, str], float]]:
+    """The steps of the traces whose end-to-end time is between its 40th and 60th percentile.
+    Their means add up to those traces' mean time, close to the median: medians of the steps
+    would not (a skewed step's median is far below its share of a median request)."""
+    ranked = [steps for _, steps in sorted(per_trace, key=lambda item: item[0])]
+    low = int(len(ranked) * 0.4)
+    high = max(low + 1, math.ceil(len(ranked) * 0.6))
+    return ranked[low:high]
 
 
 LISTED_BY_CHILD = ("TLS", "close", "query", "request")
@@ -225,7 +239,9 @@ def _stage_html(stage: Mapping[str, Any]) -> str:
             f"<tr><td>measured median (Locust)</td><td>{measured:.2f}</td>"
             f"<td>steps off by {gap:.1f} %: {verdict} 15 %</td></tr>"
         )
-    title = f"{html.escape(stage['stage'])} stage: {stage['traces']} traces, median ms per step"
+    title = (
+        f"{html.escape(stage['stage'])} stage: {stage['traces']} traces, ms per step at the median"
+    )
     return (
         f'<h3>{title}</h3><table class="breakdown" data-stage="{html.escape(stage["stage"])}">'
         f"<thead><tr><th>step</th><th>median ms</th><th>share</th></tr></thead>"
