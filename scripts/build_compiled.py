@@ -21,12 +21,23 @@ TWINS = ("response_tracker", "framing")
 
 def twin_source(name: str) -> Path:
     """A copy of ``name``.py named after its twin (Cython names a module after its file)."""
-    target = ROOT / "build" / "cython" / f"_{name}_c.py"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    source = (PACKAGE_DIR / f"{name}.py").read_text()
-    if not target.exists() or target.read_text() != source:
-        target.write_text(source)
+    # In its package's folders, so Cython finds the augmenting .pxd by the twin's full name.
+    package = ROOT / "build" / "cython" / "tenantproxy" / "wire" / "mysql"
+    package.mkdir(parents=True, exist_ok=True)
+    for folder in (package, package.parent, package.parent.parent):
+        (folder / "__init__.py").touch()
+    target = package / f"_{name}_c.py"
+    _copy_if_changed(PACKAGE_DIR / f"{name}.py", target)
+    augmenting = PACKAGE_DIR / f"{name}.pxd"  # C declarations for the twin only
+    if augmenting.exists():
+        _copy_if_changed(augmenting, target.with_suffix(".pxd"))
     return target
+
+
+def _copy_if_changed(source: Path, target: Path) -> None:
+    text = source.read_text()
+    if not target.exists() or target.read_text() != text:
+        target.write_text(text)
 
 
 def extensions() -> list[Extension]:
