@@ -197,13 +197,18 @@ def test_the_traces_break_each_stages_median_into_steps_with_shares_and_a_servic
         assert breakdown["traces"] >= 20, stage
         shares = [s["share"] for s in breakdown["steps"] if s["share"] is not None]
         assert abs(sum(shares) - 1) < 1e-6
-        # The time outside the access API's steps (HTTP, Locust) is measured and shown; it is
-        # positive: the steps happen inside the request Locust timed.
-        assert 0 < breakdown["gap_ratio"] < 1, (stage, breakdown)
+        # Locust's spans root the traces: HTTP + queueing is a step, and the steps plus
+        # "unexplained" are the measured median (how far off the steps are is reported, not
+        # asserted: a figure of the run).
+        assert ("locust", "HTTP + queueing (Locust span - invoke span)") in names, stage
+        unexplained = [s for s in breakdown["steps"] if s["service"] == "report"]
+        assert len(unexplained) == 1 and breakdown["gap_ratio"] is not None, stage
+        total = sum(s["median_ms"] for s in breakdown["steps"] if s["share"] is not None)
+        assert abs(total - breakdown["measured_median_ms"]) < 1e-6, (stage, breakdown)
     proxy_steps = {s["name"] for s in by_stage["proxy"]["steps"] if s["service"] == "proxy"}
     assert {"client login", "token check", "borrow wait", "backend query"} <= proxy_steps
     edges = {(e["caller"], e["callee"]) for e in traces["service_map"]}
     assert {("accessapi", "identity"), ("accessapi", "proxy"), ("proxy", "mariadb"),
-            ("accessapi", "mariadb")} <= edges  # fmt: skip
+            ("accessapi", "mariadb"), ("locust", "accessapi")} <= edges  # fmt: skip
     page = headless_run.report_index.read_text()
     assert 'class="breakdown" data-stage="proxy"' in page and "Service map" in page
