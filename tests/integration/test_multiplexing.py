@@ -241,3 +241,47 @@ def test_a_client_that_never_reads_its_insert_id_gives_the_backend_back(stack, p
         wait_for_no_leased_backend(proxy)  # last_insert_id_hold_timeout_s = 0.5
     finally:
         client.close()
+
+
+def exported(proxy: ProxyThread) -> str:
+    from tenantproxy.observability.prometheus import render
+    from tenantproxy.proxy.exported_metrics import proxy_families
+
+    assert proxy.server is not None
+    context = proxy.server.context
+    return proxy.call(lambda: render(proxy_families(context)).decode())
+
+
+def test_pins_and_transactions_are_exported_to_prometheus(stack, proxy):
+    pinned, in_transaction = connect(stack, proxy), connect(stack, proxy)
+    try:
+        one(pinned, "SET @pinned = 1")
+        one(in_transaction, "BEGIN")
+        one(in_transaction, "SELECT COUNT(*) FROM mytable")
+        text = exported(proxy)
+        assert "tenantproxy_database_connections_currently_session_pinned 1.0" in text
+        assert "tenantproxy_database_connections_currently_in_transaction 1.0" in text
+        assert (
+            f'tenantproxy_session_pins_total{{reason="user_variable",tenant="user{TENANT}"}}'
+            in text
+        )
+        one(in_transaction, "COMMIT")
+        text = exported(proxy)
+        assert "tenantproxy_database_connections_currently_in_transaction 0.0" in text
+    finally:
+        pinned.close()
+        in_transaction.close()
+
+
+def test_a_multi_fragment_query_waiting_for_a_backend_arrives_whole(stack):
+    # backend_check_after_idle_s = 0: every statement waits for a lease, so the 16 MiB first
+    # fragment waits in the relay alone and goes on as one chunk (which once skipped the
+    # splitter and made the next fragment look like a new command: ERROR 1156).
+    config = proxy_config_from_stack(
+        stack.outputs, pool_mode="transaction", backend_check_after_idle_s=0.0
+    )
+    value = "x" * (20 * 1024 * 1024 - 7) + "tail123"
+    with ProxyThread(config) as proxy, connect(stack, proxy) as client:
+        with client.cursor() as cursor:
+            cursor.execute("SELECT LENGTH(%s), RIGHT(%s, 7)", (value, value))
+            assert cursor.fetchone() == (20 * 1024 * 1024, "tail123")

@@ -61,6 +61,13 @@ def proxy_families(context: ProxyContext) -> list[Family]:
         for (tenant, target), counts in context.pools.backends_per_tenant().items():
             yield Sample("", counts[index], {"tenant": tenant, "target": target})
 
+    def multiplexed(read: str) -> list[Sample]:
+        # Transaction mode only: a session-mode client holds its backend anyway.
+        multiplexers = [s.multiplexer for s in list(context.sessions.values()) if s.multiplexer]
+        if read == "pinned":
+            return [Sample("", sum(1 for m in multiplexers if m.held and m.is_pinned))]
+        return [Sample("", sum(1 for m in multiplexers if m.is_in_transaction))]
+
     return [
         *counters(),
         *tenant_counters(),
@@ -129,6 +136,29 @@ def proxy_families(context: ProxyContext) -> list[Family]:
             "times the target went unhealthy (a failed health check or connect) or healthy again",
             "counter",
             state_changes,
+        ),
+        Family(
+            "session_pins",
+            "clients pinned to their backend in transaction mode, per tenant and reason "
+            "(docs/multiplexing.md)",
+            "counter",
+            lambda: [
+                Sample("", n, {"tenant": tenant, "reason": reason})
+                for (tenant, reason), n in sorted(metrics.pins.items())
+            ],
+        ),
+        Family(
+            "database_connections_currently_session_pinned",
+            "DatabaseConnectionsCurrentlySessionPinned: backends held by a pinned client",
+            "gauge",
+            lambda: multiplexed("pinned"),
+        ),
+        Family(
+            "database_connections_currently_in_transaction",
+            "DatabaseConnectionsCurrentlyInTransaction: backends lent for one transaction "
+            "(or statement) now",
+            "gauge",
+            lambda: multiplexed("in_transaction"),
         ),
         Family(
             "database_connections_borrow_latency_us",

@@ -25,7 +25,7 @@ from tenantproxy.proxy.client_channel import ClientChannel
 from tenantproxy.proxy.kill import KillRequest, may_be_a_kill
 from tenantproxy.proxy.mysql_errors import MysqlError
 from tenantproxy.wire.mysql.codec import int3_at
-from tenantproxy.wire.mysql.constants import Command
+from tenantproxy.wire.mysql.constants import HEADER_BYTES, MAX_PACKET_PAYLOAD_BYTES, Command
 from tenantproxy.wire.mysql.errors import PacketTooLarge, ProtocolError
 from tenantproxy.wire.mysql.framing import PacketSplitter, WirePacket, encode_packet
 
@@ -41,6 +41,7 @@ ANSWERED_BY_THE_PROXY = frozenset((Command.COM_QUIT, Command.COM_CHANGE_USER))
 # answers what MariaDB answers a user without REPLICATION SLAVE; the session goes on.
 REFUSED_BY_THE_PROXY = frozenset((Command.COM_BINLOG_DUMP, Command.COM_BINLOG_DUMP_GTID))
 _NOT_RELAYED = ANSWERED_BY_THE_PROXY | REFUSED_BY_THE_PROXY
+_FIRST_FRAGMENT_BYTES = HEADER_BYTES + MAX_PACKET_PAYLOAD_BYTES
 
 
 class SessionHooks(Protocol):
@@ -254,6 +255,7 @@ class Relay:
             len(data) > 4
             and data[3] == 0  # sequence id 0: a new command
             and int3_at(data) + 4 == len(data)
+            and len(data) < _FIRST_FRAGMENT_BYTES  # a 0xFFFFFF payload has fragments after it
             and data[4] not in _NOT_RELAYED
             and not may_be_a_kill(data[4:6])
             and self._splitter.buffered_bytes == 0
