@@ -281,7 +281,6 @@ def test_a_multi_fragment_query_waiting_for_a_backend_arrives_whole(stack):
         stack.outputs, pool_mode="transaction", backend_check_after_idle_s=0.0
     )
     value = "x" * (20 * 1024 * 1024 - 7) + "tail123"
-    with ProxyThread(config) as proxy, connect(stack, proxy) as client:
-        with client.cursor() as cursor:
-            cursor.execute("SELECT LENGTH(%s), RIGHT(%s, 7)", (value, value))
-            assert cursor.fetchone() == (20 * 1024 * 1024, "tail123")
+    with ProxyThread(config) as proxy, connect(stack, proxy) as client, client.cursor() as cursor:
+        cursor.execute("SELECT LENGTH(%s), RIGHT(%s, 7)", (value, value))
+        assert cursor.fetchone() == (20 * 1024 * 1024, "tail123")
