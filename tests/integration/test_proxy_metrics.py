@@ -38,8 +38,12 @@ def test_metrics_show_open_clients_backends_and_counters(stack):
         "ca_file": ca_path(stack.outputs),
     }
     with pymysql_connect(**settings) as connection, connection.cursor() as cursor:
+        # An open transaction holds a backend in either pool mode (in transaction mode an idle
+        # client holds none).
+        cursor.execute("BEGIN")
         cursor.execute("SELECT 1")
         during = scrape(stack)
+        connection.rollback()
     assert value(during, "tenantproxy_client_connections") >= 1
     assert value(during, "tenantproxy_database_connections", target="proxy-writer") >= 1
     assert value(during, "tenantproxy_database_connections_currently_borrowed") >= 1
@@ -72,8 +76,12 @@ def test_metrics_carry_a_tenant_label_for_logged_in_tenants_only(stack):
     with pytest.raises(pymysql.err.OperationalError):
         pymysql_connect(**(settings | {"user": "sprayed-name-42", "password": "x"}))
     with pymysql_connect(**settings) as connection, connection.cursor() as cursor:
+        # An open transaction holds a backend in either pool mode (in transaction mode an idle
+        # client holds none).
+        cursor.execute("BEGIN")
         cursor.execute("SELECT 1")
         during = scrape(stack)
+        connection.rollback()
     assert value(during, "tenantproxy_tenant_client_connections", tenant="user2") >= 1
     assert (
         value(
