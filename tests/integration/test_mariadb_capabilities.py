@@ -9,7 +9,6 @@ the answers, which shows that the backend negotiated exactly what the client did
 
 from __future__ import annotations
 
-import shlex
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from tenantproxy.proxy.backends import MARIADB_RELAYED_CAPABILITIES
 from tenantproxy.wire.mysql.constants import CapabilityFlags as F
 from tenantproxy.wire.mysql.framing import encode_packet
 from tenantproxy.wire.mysql.response_tracker import ResponseTracker
+from tests.integration.c_build import build_c_client
 from tests.integration.clients import host_port
 from tests.integration.feature_tables import proxy_over_feature_tables
 from tests.integration.proxy_thread import ProxyThread
@@ -30,7 +30,6 @@ pytestmark = pytest.mark.integration
 
 TENANT = "user77"
 DATABASE = "user_database77"
-C_SOURCE = Path(__file__).parent / "c_client" / "mariadb_features.c"
 # PROGRESS, STMT_BULK_OPERATIONS, EXTENDED_METADATA and CACHE_METADATA.
 MARIADB_EXTENDED = MARIADB_RELAYED_CAPABILITIES
 
@@ -44,15 +43,7 @@ def proxy(stack: Any) -> Iterator[ProxyThread]:
 @pytest.fixture(scope="module")
 def features_client(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The C client, built against the installed Connector/C (libmariadb-dev)."""
-    binary = tmp_path_factory.mktemp("c_client") / "mariadb_features"
-    flags = subprocess.run(
-        ["mariadb_config", "--cflags", "--libs"], capture_output=True, text=True, check=True
-    ).stdout
-    subprocess.run(
-        ["gcc", "-Wall", "-Werror", "-o", str(binary), str(C_SOURCE), *shlex.split(flags)],
-        check=True,
-    )
-    return binary
+    return build_c_client("mariadb_features", tmp_path_factory.mktemp("c_client"))
 
 
 def run_step(binary: Path, stack: Any, endpoint: str, step: str) -> list[str]:

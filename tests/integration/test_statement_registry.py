@@ -77,11 +77,9 @@ def test_a_statement_moves_to_another_backend_with_its_types(two):
     first, second = two
     client = ClientStatements()
     backends = BackendStatements(4), BackendStatements(4)
-    client.prepare_sent(None, b"\x16" + SQL)
+    client_id = client.prepare_sent(None, b"\x16" + SQL)
     answers = first.send(b"\x16" + SQL)
-    prepare_ok, closes = client.prepared(answers[0], backends[0])
-    client_id = int.from_bytes(prepare_ok[1:5], "little")
-    assert closes == [] and client_id == 1
+    assert client.prepared(answers[0], backends[0]) == [] and client_id == 1
 
     on_first = [client.route(execute(client_id, TYPES, 41, b"x"), backends[0])]
     on_first.append(client.route(execute(client_id, None, 99, b"z"), backends[0]))

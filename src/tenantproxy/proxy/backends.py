@@ -12,7 +12,7 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple, cast
+from typing import TYPE_CHECKING, NamedTuple, cast
 
 from tenantproxy.errors import BackendAuthError, BackendError
 from tenantproxy.proxy.session_state import ARMING_STATEMENT, TRACKED_VARIABLES, TrackedState
@@ -36,6 +36,9 @@ from tenantproxy.wire.mysql.handshake import AuthSwitchRequest, ComChangeUser
 from tenantproxy.wire.mysql.response_editor import ResponseEditor
 from tenantproxy.wire.mysql.response_tracker import ResponseTracker
 from tenantproxy.wire.mysql.responses import ErrPacket, OkPacket
+
+if TYPE_CHECKING:
+    from tenantproxy.proxy.statement_routing import CachedStatements
 
 # MariaDB's extended capabilities (MariaDB "Connection" page), which the proxy relays: bulk
 # execute (COM_STMT_BULK_EXECUTE), type names in column definitions (JSON, GIS), progress reports
@@ -159,6 +162,8 @@ class BackendConnection(asyncio.Protocol):
         self.baseline: dict[str, str] = {}
         # The editor of its responses while it relays for multiplexed clients.
         self.editor: ResponseEditor | None = None
+        # Its binary prepared statements, kept across multiplexed clients (statement_routing.py).
+        self.statements: CachedStatements | None = None
         self.is_broken = False
         self.last_released_at = time.monotonic()
         self.connection_id = 0
@@ -327,6 +332,7 @@ class BackendConnection(asyncio.Protocol):
         (the session's state goes, as with COM_RESET_CONNECTION). ProxySQL hands backends
         between users this way; it spares the server a new connection. Raises BackendError
         when refused; the connection should then be closed."""
+        self._forget_statements()
         password = credentials.password.encode()
         request = ComChangeUser(
             username=credentials.username,
@@ -405,12 +411,18 @@ class BackendConnection(asyncio.Protocol):
         the login and the database the client left it on; then init_query runs, the schema
         is learned from the server, and a multiplexed backend's tracking is armed again.
         Raises BackendError."""
+        self._forget_statements()
         await self.run_simple_command(commands.com_reset_connection())
         if init_query:
             await self.run_simple_command(commands.com_query(init_query))
         await self.learn_current_schema()
         if self.profile is not None and self.profile.is_multiplexed:
             await self.arm_session_tracking()
+
+    def _forget_statements(self) -> None:
+        # COM_RESET_CONNECTION and COM_CHANGE_USER close every prepared statement.
+        if self.statements is not None:
+            self.statements.clear()
 
     async def arm_session_tracking(self) -> None:
         """For a multiplexed backend, after login and every reset: the server reports every

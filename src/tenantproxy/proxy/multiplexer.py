@@ -9,7 +9,9 @@ cursor, no LOCAL INFILE, no pin, no last insert id still to be read).
 What the client's session wants (schema, tracked variables) is learnt from the server's session
 tracking (session_state.py) and replayed on the next backend, pipelined ahead of the client's
 command with its answers hidden (ResponseEditor). State that cannot be carried pins the session
-to its backend until it logs out, counted per tenant and reason.
+to its backend until it logs out, counted per tenant and reason. Binary prepared statements do
+not pin: the relay routes them (statement_routing.py) and this multiplexer tells the registry
+how each response ended.
 """
 
 from __future__ import annotations
@@ -30,14 +32,15 @@ from tenantproxy.proxy.session_state import (
     replay,
     text_pin_reason,
 )
+from tenantproxy.proxy.statement_routing import LazyPrepare, SessionStatements
 from tenantproxy.wire.mysql.constants import Command
-from tenantproxy.wire.mysql.response_editor import ResponseEditor
+from tenantproxy.wire.mysql.response_editor import REPLAY, Hidden, ResponseEditor
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from tenantproxy.config import EndpointConfig
-    from tenantproxy.proxy.backends import BackendProfile
+    from tenantproxy.proxy.backends import BackendConnection, BackendProfile
     from tenantproxy.proxy.mysql_errors import MysqlError
     from tenantproxy.proxy.relay import Relay
     from tenantproxy.proxy.server import ProxyContext
@@ -45,8 +48,15 @@ if TYPE_CHECKING:
 
 # Commands the server does not answer: no response end to learn from.
 _UNANSWERED = frozenset((Command.COM_QUIT, Command.COM_STMT_CLOSE, Command.COM_STMT_SEND_LONG_DATA))
-# Until the statement registry (statements.py) is wired in, a binary prepared statement pins.
-_PINNING_COMMANDS: dict[int, PinReason] = {Command.COM_STMT_PREPARE: PinReason.PREPARED_STATEMENT}
+# Responses the prepared-statement registry learns from (ids, cursors, a reset).
+_STATEMENT_ENDS = frozenset(
+    (
+        Command.COM_STMT_PREPARE,
+        Command.COM_STMT_EXECUTE,
+        Command.COM_STMT_FETCH,
+        Command.COM_RESET_CONNECTION,
+    )
+)
 # The first bytes of a statement that session_state reads (SET NAMES ... COLLATE).
 _STATEMENT_START = 256
 
@@ -80,6 +90,9 @@ class Multiplexer:
         self._on_failure = on_failure
         self._check_after_idle_s = context.config.backend_check_after_idle_s
         self.state = SessionState(session_settings(context))
+        self.statements = SessionStatements(
+            context.config.backend_statement_cache_size, lambda: self.state.wanted.schema
+        )
         self.held: HeldBackend | None = None
         self.relay: Relay | None = None
         # Per command sent and not yet answered: (command byte, its pin hint, its first bytes).
@@ -192,22 +205,23 @@ class Multiplexer:
         command = payload[0]
         if command in _UNANSWERED:
             return
-        pin = _PINNING_COMMANDS.get(command)
-        if pin is not None and pin not in self.state.pins:
-            self.state.pins.add(pin)
-            self._count_pins([pin])
         hint = text_pin_reason(payload) if command == Command.COM_QUERY else None
         self._sent.append((command, hint, payload[:_STATEMENT_START]))
 
     def responses_ended(self, ends: list[ResponseEnd]) -> None:
         last = None
+        held = self.held
+        assert held is not None
+        backend = held.connection
+        reasons = iter(backend.editor.hidden_reasons if backend.editor is not None else ())
         for end in ends:
             if end.is_hidden:
-                if end.error_code is not None:
-                    self._replay_failed(end.error_code)
+                if not self._hidden_ended(end, next(reasons, REPLAY), backend):
                     return
                 continue
             command, hint, start = self._sent.popleft() if self._sent else (0, None, b"")
+            if command in _STATEMENT_ENDS:
+                self.statements.response_ended(command, start, end, backend)
             self._count_pins(self.state.observe(end, hint, start))
             if end.is_state_changed:
                 self._is_state_changed = True
@@ -222,6 +236,16 @@ class Multiplexer:
             self._hold_timer = asyncio.get_running_loop().call_later(
                 self._hold_timeout_s, self._last_insert_id_hold_expired
             )
+
+    def _hidden_ended(self, end: ResponseEnd, hidden: Hidden, backend: BackendConnection) -> bool:
+        """A response the client does not see ended; False when the session cannot go on."""
+        if isinstance(hidden.reason, LazyPrepare):
+            # Failed, its ERR went to the client in place of its command's answer.
+            self.statements.lazy_prepare_ended(hidden.reason, end, backend)
+        elif hidden is REPLAY and end.error_code is not None:
+            self._replay_failed(end.error_code)
+            return False
+        return True
 
     def _last_insert_id_hold_expired(self) -> None:
         # A client that never reads its last insert id must not keep a backend from the others.
@@ -266,6 +290,7 @@ class Multiplexer:
             or relay is None
             or self.is_held_by_session
             or not relay.is_idle
+            or self.statements.holds_backend
             or self.state.is_pinned
             or self.state.transaction_state.strip("_")
             or self.state.is_holding_last_insert_id

@@ -12,6 +12,12 @@ backend attached asks the multiplexer for one; when none can be had at once, the
 from that command on wait (``_waiting``, the client's reads paused) until one is attached.
 The server's bytes then go through the backend's ResponseEditor, which hides the answers to the
 proxy's own replayed commands and rewrites OKs for clients without session tracking.
+
+In transaction mode the client's binary prepared statements are routed (statement_routing.py):
+each COM_STMT_* goes to the attached backend under that backend's statement id, after a hidden
+COM_STMT_PREPARE when the backend lacks the statement; a COM_STMT_CLOSE needs no backend; an id
+the client was not given (or a fetch of a cursor that ended) is answered here with MariaDB's
+error, at once.
 """
 
 from __future__ import annotations
@@ -24,14 +30,18 @@ from tenantproxy.proxy.backends import BackendConnection
 from tenantproxy.proxy.client_channel import ClientChannel
 from tenantproxy.proxy.kill import KillRequest, may_be_a_kill
 from tenantproxy.proxy.mysql_errors import MysqlError
+from tenantproxy.proxy.statement_routing import STATEMENT_COMMANDS
+from tenantproxy.proxy.statements import UnknownStatement
 from tenantproxy.wire.mysql.codec import int3_at
 from tenantproxy.wire.mysql.constants import HEADER_BYTES, MAX_PACKET_PAYLOAD_BYTES, Command
 from tenantproxy.wire.mysql.errors import PacketTooLarge, ProtocolError
 from tenantproxy.wire.mysql.framing import PacketSplitter, WirePacket, encode_packet
+from tenantproxy.wire.mysql.responses import ErrPacket
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from tenantproxy.proxy.statement_routing import SessionStatements
     from tenantproxy.wire.mysql.response_editor import ResponseEditor
     from tenantproxy.wire.mysql.response_tracker import ResponseEnd, ResponseTracker
 
@@ -58,6 +68,8 @@ class SessionHooks(Protocol):
 class Multiplexing(Protocol):
     """What a transaction-mode relay asks of its multiplexer (multiplexer.py)."""
 
+    @property
+    def statements(self) -> SessionStatements: ...
     def attach_now(self) -> bool: ...
     def command_sent(self, payload: bytes) -> None: ...
     def responses_ended(self, ends: list[ResponseEnd]) -> None: ...
@@ -79,6 +91,13 @@ class Relay:
         self._session = session
         self._log = log
         self._multiplexer = multiplexer
+        self._statements = multiplexer.statements if multiplexer is not None else None
+        # Commands the one-plain-command fast path leaves to _relay_packets.
+        self._not_fast = _NOT_RELAYED | STATEMENT_COMMANDS if multiplexer else _NOT_RELAYED
+        # A statement command not sent on (answered here): its later fragments are dropped, and
+        # then its error (if any) is written.
+        self._is_dropping_fragments = False
+        self._error_after_fragments: bytes | None = None
         self._backend: BackendConnection | None = None
         self._tracker: ResponseTracker | None = None
         self._editor: ResponseEditor | None = None
@@ -206,6 +225,9 @@ class Relay:
     def _relay_packets(self, packets: list[WirePacket]) -> None:
         forward: list[bytes] = []
         for index, packet in enumerate(packets):
+            if packet.is_continuation and self._is_dropping_fragments:
+                self._drop_fragment(packet)
+                continue
             if not packet.is_continuation:
                 if self._tracker is not None and self._tracker.is_awaiting_local_infile:
                     self._tracker.local_infile_packet_sent(len(packet.payload))
@@ -231,6 +253,12 @@ class Relay:
                     self._write_to_backend(forward)
                     self._answer_here(packet, packets[index + 1 :])
                     return
+                if self._statements is not None and packet.payload[0] in STATEMENT_COMMANDS:
+                    self._write_to_backend(forward)
+                    forward = []
+                    if not self._relay_statement(packets, index):
+                        return
+                    continue
                 if self._backend is None:
                     self._write_to_backend(forward)
                     forward = []
@@ -239,6 +267,72 @@ class Relay:
                 self._command_sent(packet.payload)
             forward.append(packet.raw)
         self._write_to_backend(forward)
+
+    # -- binary prepared statements (transaction mode) ---------------------------------------
+
+    def _relay_statement(self, packets: list[WirePacket], index: int) -> bool:
+        """Sends a client's COM_STMT_* on, routed; False when it waits for a backend."""
+        packet = packets[index]
+        payload = packet.payload
+        statements = self._statements
+        assert statements is not None
+        if self._backend is None:
+            if payload[0] == Command.COM_STMT_CLOSE:  # forgotten here: no backend needed
+                statements.route(payload, None)
+                self._is_dropping_fragments = packet.has_more_fragments
+                return True
+            if not self._attach_or_wait(_raw(packets[index:])):
+                return False
+        backend, editor = self._backend, self._editor
+        assert backend is not None and editor is not None
+        cache = statements.cache_of(backend)
+        out = [encode_packet(close, 0)[0] for close in cache.due_closes]
+        cache.due_closes = []
+        if payload[0] == Command.COM_STMT_PREPARE:
+            if packet.has_more_fragments:  # its text is the statement's key: 16 MiB at most
+                self._write_to_backend(out)
+                self._session.fail(mysql_errors.PACKET_TOO_LARGE)
+                return False
+            self._command_sent(payload, statement_id=statements.prepare_sent(payload, backend))
+            out.append(packet.raw)
+        else:
+            try:
+                routed = statements.route(payload, backend)
+            except UnknownStatement as refused:
+                self._write_to_backend(out)
+                self._refuse_statement(packet, refused)
+                return True
+            if routed.prepare is not None:  # hidden, and answered first
+                hidden = statements.hidden_prepare(routed, payload[0])
+                editor.command_sent(routed.prepare[:16], hidden=hidden)
+                out.append(encode_packet(routed.prepare, 0)[0])
+            if routed.payload is None:
+                self._is_dropping_fragments = packet.has_more_fragments
+            elif len(routed.payload) != len(payload) and packet.has_more_fragments:
+                # Types spliced into the first of several fragments would shift them all.
+                self._write_to_backend(out)
+                self._session.fail(mysql_errors.PACKET_TOO_LARGE)
+                return False
+            else:
+                self._command_sent(payload)
+                out.append(_framed(packet, routed.payload))
+        self._write_to_backend(out)
+        return True
+
+    def _refuse_statement(self, packet: WirePacket, refused: UnknownStatement) -> None:
+        """MariaDB's error for the command, written once its last fragment is in."""
+        error = ErrPacket(refused.code, refused.sql_state, str(refused)).encode()
+        self._error_after_fragments = error
+        self._is_dropping_fragments = True
+        self._drop_fragment(packet)
+
+    def _drop_fragment(self, packet: WirePacket) -> None:
+        if packet.has_more_fragments:
+            return
+        self._is_dropping_fragments = False
+        error, self._error_after_fragments = self._error_after_fragments, None
+        if error is not None:
+            self._client.write(encode_packet(error, packet.sequence_id + 1)[0])
 
     def _attach_or_wait(self, data: bytes) -> bool:
         """A backend for the command at the start of ``data``: True when one is attached now;
@@ -256,7 +350,7 @@ class Relay:
             and data[3] == 0  # sequence id 0: a new command
             and int3_at(data) + 4 == len(data)
             and len(data) < _FIRST_FRAGMENT_BYTES  # a 0xFFFFFF payload has fragments after it
-            and data[4] not in _NOT_RELAYED
+            and data[4] not in self._not_fast
             and not may_be_a_kill(data[4:6])
             and self._splitter.buffered_bytes == 0
             and (self._tracker is None or not self._tracker.is_awaiting_local_infile)
@@ -280,10 +374,11 @@ class Relay:
         payload = packet.payload
         return bool(payload) and packet.sequence_id == 0 and payload[0] not in ANSWERED_BY_THE_PROXY
 
-    def _command_sent(self, payload: bytes) -> None:
-        """Tells the tracker (and the multiplexer) of a command on its way to the backend."""
+    def _command_sent(self, payload: bytes, statement_id: int | None = None) -> None:
+        """Tells the tracker (and the multiplexer) of a command on its way to the backend;
+        ``statement_id``: the id the client's PREPARE_OK shows."""
         if self._editor is not None:
-            self._editor.command_sent(payload[:16])
+            self._editor.command_sent(payload[:16], statement_id=statement_id)
         else:
             assert self._tracker is not None
             self._tracker.command_sent(payload[:16])
@@ -345,3 +440,10 @@ class Relay:
 
 def _raw(packets: list[WirePacket]) -> bytes:
     return b"".join(p.raw for p in packets)
+
+
+def _framed(packet: WirePacket, payload: bytes) -> bytes:
+    """``payload`` in place of the packet's (its first fragment's) own, same sequence id."""
+    if len(payload) == len(packet.payload):
+        return packet.raw[:HEADER_BYTES] + payload
+    return encode_packet(payload, packet.sequence_id)[0]

@@ -15,7 +15,8 @@ carry the statement id as int<4> at byte 1. COM_STMT_EXECUTE is
 
 The server keeps a statement's types from its last execute that sent them, so a backend that did
 not see the client's types gets them spliced in. Statement id 0xFFFFFFFF (MariaDB 10.2+) means
-"the statement just prepared on this connection": a lazy prepare is pipelined with its execute.
+"the statement just prepared on this connection" (MariaDB 10.11 takes it in EXECUTE, SEND_LONG_DATA,
+RESET, FETCH and CLOSE): a lazy prepare is pipelined with the command that needs it.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from tenantproxy.wire.mysql.constants import Command
 from tenantproxy.wire.mysql.errors import ProtocolError
 
 LAST_PREPARED = 0xFFFFFFFF
-_ID_COMMANDS = frozenset(
+# The commands that name a statement by its id (int<4> at byte 1).
+ID_COMMANDS = frozenset(
     {
         Command.COM_STMT_EXECUTE,
         Command.COM_STMT_SEND_LONG_DATA,
@@ -39,6 +41,7 @@ _ID_COMMANDS = frozenset(
 )
 _EXECUTE_HEAD = 10  # command, statement id, flags, iteration count
 _ER_UNKNOWN_STMT_HANDLER = 1243
+_ER_STMT_HAS_NO_OPEN_CURSOR = 1421
 _FUNCTION_OF: dict[int, str] = {
     Command.COM_STMT_EXECUTE: "mysqld_stmt_execute",
     Command.COM_STMT_FETCH: "mysqld_stmt_fetch",
@@ -59,6 +62,16 @@ class UnknownStatement(Exception):
     def __init__(self, statement_id: int, command: int) -> None:
         function = _FUNCTION_OF.get(command, "mysqld_stmt_execute")
         super().__init__(f"Unknown prepared statement handler ({statement_id}) given to {function}")
+
+
+class NoOpenCursor(UnknownStatement):
+    """A COM_STMT_FETCH of a statement whose cursor is gone (exhausted, closed or reset):
+    MariaDB's ER_STMT_HAS_NO_OPEN_CURSOR, with the client's id."""
+
+    code = _ER_STMT_HAS_NO_OPEN_CURSOR
+
+    def __init__(self, statement_id: int) -> None:
+        Exception.__init__(self, f"The statement ({statement_id}) has no open cursor")
 
 
 # -- pure functions on payloads --------------------------------------------------------------
@@ -140,6 +153,9 @@ class BackendStatements:
         self.capacity = capacity
         self._ids: OrderedDict[StatementKey, int] = OrderedDict()
         self._types: dict[int, bytes] = {}  # server id -> the types it last received
+        # The statement of the PREPARE sent last, while its answer is on its way or was OK:
+        # statement id -1 names it on the server, before its id is known here.
+        self._last_prepared: StatementKey | None = None
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -173,6 +189,17 @@ class BackendStatements:
         server_id = self._ids.pop(key, None)
         return None if server_id is None else self._forget(server_id)
 
+    def prepare_sent(self, key: StatementKey) -> None:
+        self._last_prepared = key
+
+    def prepare_failed(self, key: StatementKey) -> None:
+        """The server then has no last statement: -1 names none."""
+        if self._last_prepared == key:
+            self._last_prepared = None
+
+    def is_last_prepared(self, key: StatementKey) -> bool:
+        return self._last_prepared == key
+
     def types_of(self, server_id: int) -> bytes | None:
         return self._types.get(server_id)
 
@@ -183,19 +210,31 @@ class BackendStatements:
         """A reset (COM_RESET_CONNECTION, COM_CHANGE_USER) closed them all on the server."""
         self._ids.clear()
         self._types.clear()
+        self._last_prepared = None
 
 
 @dataclass(frozen=True, slots=True)
 class Routed:
     """What to send a backend for one client command, in order. ``prepare`` (when set) is a
-    COM_STMT_PREPARE whose answer the relay swallows, giving its id to ``BackendStatements.add``
-    with ``key`` and ``types``; ``payload`` None means nothing goes to the backend (the relay
-    answers a COM_STMT_RESET with OK itself; a COM_STMT_CLOSE has no answer)."""
+    COM_STMT_PREPARE whose answer the relay hides, giving its id to ``BackendStatements.add``
+    with ``key`` and ``types``; ``payload`` then names statement -1. ``payload`` None: nothing
+    goes to the backend (a COM_STMT_CLOSE has no answer)."""
 
     prepare: bytes | None
     payload: bytes | None
     key: StatementKey | None = None
     types: bytes | None = None
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A client's COM_STMT_PREPARE on its way; ``client_id`` is reserved for it."""
+
+    key: StatementKey
+    client_id: int
+    first_execute: bytes | None = None  # a pipelined EXECUTE -1: its types are learnt later
+    has_long_data: bool = False
+    is_closed: bool = False  # a pipelined CLOSE -1
 
 
 class ClientStatements:
@@ -204,7 +243,7 @@ class ClientStatements:
     def __init__(self) -> None:
         self._statements: dict[int, Statement] = {}
         self._next_id = 1
-        self._pending: list[StatementKey] = []  # PREPAREs sent, not yet answered
+        self._pending: list[_Pending] = []  # PREPAREs sent, not yet answered
         self._last_prepared: int | None = None
 
     def __len__(self) -> int:
@@ -221,30 +260,51 @@ class ClientStatements:
     def open_cursors(self) -> int:
         return sum(s.has_cursor for s in self._statements.values())
 
-    def prepare_sent(self, schema: str | None, payload: bytes) -> None:
-        """The client's COM_STMT_PREPARE went to a backend."""
-        self._pending.append((schema, payload[1:]))
+    def prepare_sent(
+        self, schema: str | None, payload: bytes, backend: BackendStatements | None = None
+    ) -> int:
+        """The client's COM_STMT_PREPARE went to a backend: the id its PREPARE_OK shows."""
+        client_id = self._next_id
+        self._next_id = self._next_id % (LAST_PREPARED - 1) + 1  # never 0 nor 0xFFFFFFFF
+        key = (schema, payload[1:])
+        self._pending.append(_Pending(key, client_id))
+        if backend is not None:
+            backend.prepare_sent(key)
+        return client_id
 
-    def prepare_failed(self) -> None:
-        """The oldest pending PREPARE was answered with ERR."""
-        self._take_pending()
+    def prepare_failed(self) -> StatementKey:
+        """The oldest pending PREPARE was answered with ERR (the server forgets its last)."""
+        pending = self._take_pending()
+        self._last_prepared = None
+        return pending.key
 
-    def _take_pending(self) -> StatementKey:
+    def _take_pending(self) -> _Pending:
         if not self._pending:
             raise ProtocolError("a PREPARE answer with no PREPARE sent")
         return self._pending.pop(0)
 
-    def prepared(self, prepare_ok: bytes, backend: BackendStatements) -> tuple[bytes, list[bytes]]:
-        """The backend answered the oldest pending PREPARE: the PREPARE_OK for the client (its
-        own id) and the COM_STMT_CLOSE payloads the backend's cache evicted."""
-        key = self._take_pending()
+    def prepared(self, prepare_ok: bytes, backend: BackendStatements) -> list[bytes]:
+        """The backend answered the oldest pending PREPARE (``prepare_ok``: the server's first
+        9 bytes of it): the COM_STMT_CLOSE payloads the backend's cache evicted, to send."""
+        pending = self._take_pending()
         columns, params = prepare_ok_counts(prepare_ok)
-        client_id = self._next_id
-        self._next_id = self._next_id % (LAST_PREPARED - 1) + 1  # never 0 nor 0xFFFFFFFF
-        self._statements[client_id] = Statement(client_id, key, columns, params)
-        self._last_prepared = client_id
-        closes = backend.add(key, statement_id(prepare_ok))
-        return with_statement_id(prepare_ok, client_id), closes
+        statement = Statement(pending.client_id, pending.key, columns, params)
+        statement.has_long_data = pending.has_long_data
+        if pending.first_execute is not None:
+            statement.types = param_types(pending.first_execute, params)
+        closes = backend.add(pending.key, statement_id(prepare_ok), statement.types)
+        if pending.is_closed:
+            self._last_prepared = None
+            return closes
+        self._statements[pending.client_id] = statement
+        self._last_prepared = pending.client_id
+        return closes
+
+    def reset(self) -> None:
+        """The client's COM_RESET_CONNECTION: the server closed every statement."""
+        self._statements.clear()
+        self._pending.clear()
+        self._last_prepared = None
 
     def _statement(self, payload: bytes) -> Statement:
         client_id = statement_id(payload)
@@ -258,30 +318,39 @@ class ClientStatements:
     def route(self, payload: bytes, backend: BackendStatements) -> Routed:
         """A client's COM_STMT_EXECUTE / SEND_LONG_DATA / RESET / CLOSE / FETCH / BULK_EXECUTE
         for this backend. Raises ``UnknownStatement`` for an id the client was not given."""
-        if payload[:1] == b"" or payload[0] not in _ID_COMMANDS:
+        if payload[:1] == b"" or payload[0] not in ID_COMMANDS:
             raise ProtocolError("not a prepared-statement command")
-        if self._pending and statement_id(payload) == LAST_PREPARED:
-            return Routed(None, payload)  # the client's own PREPARE is ahead of it, pipelined
-        statement = self._statement(payload)
         command = payload[0]
+        if self._pending and statement_id(payload) == LAST_PREPARED:
+            return self._for_pending(payload)  # the client's own PREPARE is ahead, pipelined
         if command == Command.COM_STMT_CLOSE:
-            return self._close(statement, backend)
+            return Routed(None, self.close(payload, backend))
+        statement = self._statement(payload)
         server_id = backend.server_id(statement.key)
         if command == Command.COM_STMT_EXECUTE:
             return self._execute(statement, payload, backend, server_id)
         if command == Command.COM_STMT_RESET:
             statement.has_long_data = statement.has_cursor = False
-            if server_id is None:
-                return Routed(None, None)
         elif command == Command.COM_STMT_SEND_LONG_DATA:
             statement.has_long_data = True
-        if server_id is None:
-            if command == Command.COM_STMT_FETCH:
-                raise UnknownStatement(statement.client_id, command)  # its cursor was elsewhere
-            # SEND_LONG_DATA / BULK_EXECUTE: -1 is documented for EXECUTE only; the relay sends
-            # the PREPARE, waits for its id, then this payload again.
-            return Routed(self._prepare_payload(statement), None, statement.key)
+        elif command == Command.COM_STMT_FETCH and server_id is None:
+            raise NoOpenCursor(statement.client_id)  # its cursor ended (an open one holds)
+        if server_id is None:  # prepared here now, pipelined: the command names it -1
+            prepare = self._lazy_prepare(statement, backend)
+            return Routed(prepare, with_statement_id(payload, LAST_PREPARED), statement.key)
         return Routed(None, with_statement_id(payload, server_id))
+
+    def _for_pending(self, payload: bytes) -> Routed:
+        pending = self._pending[-1]
+        command = payload[0]
+        if command == Command.COM_STMT_EXECUTE and pending.first_execute is None:
+            pending.first_execute = payload
+            pending.has_long_data = False
+        elif command == Command.COM_STMT_SEND_LONG_DATA:
+            pending.has_long_data = True
+        elif command == Command.COM_STMT_CLOSE:
+            pending.is_closed = True
+        return Routed(None, payload)
 
     def _execute(
         self,
@@ -298,7 +367,8 @@ class ClientStatements:
             out = with_statement_id(payload, LAST_PREPARED)
             if statement.types is not None and sent is None:
                 out = with_param_types(out, statement.params, statement.types)
-            return Routed(self._prepare_payload(statement), out, statement.key, statement.types)
+            prepare = self._lazy_prepare(statement, backend)
+            return Routed(prepare, out, statement.key, statement.types)
         out = with_statement_id(payload, server_id)
         types = statement.types
         if types is not None:
@@ -307,21 +377,45 @@ class ClientStatements:
             backend.types_sent(server_id, types)
         return Routed(None, out)
 
-    def _close(self, statement: Statement, backend: BackendStatements) -> Routed:
+    def close(self, payload: bytes, backend: BackendStatements | None) -> bytes | None:
+        """A client's COM_STMT_CLOSE (no answer, even for an id it was not given, as MariaDB):
+        the COM_STMT_CLOSE for the backend, None when nothing is to be sent. ``backend`` None:
+        none is attached (then no cursor nor long data can be open: they hold it)."""
+        try:
+            statement = self._statement(payload)
+        except UnknownStatement:
+            return None
         del self._statements[statement.client_id]
-        if statement.has_cursor or statement.has_long_data:
+        if backend is not None and (statement.has_cursor or statement.has_long_data):
             # the server statement holds this client's cursor or data: close it there too
-            return Routed(None, backend.drop(statement.key))
-        return Routed(None, None)  # stays in the backend's cache for the next client
+            return backend.drop(statement.key)
+        return None  # stays in the backend's cache for the next client
 
     @staticmethod
-    def _prepare_payload(statement: Statement) -> bytes:
+    def _lazy_prepare(statement: Statement, backend: BackendStatements) -> bytes | None:
+        """The COM_STMT_PREPARE to send first; None when the last one sent was this statement's
+        (its answer on its way): -1 names it already. A PREPARE in between would lose the long
+        data sent to the first."""
+        if backend.is_last_prepared(statement.key):
+            return None
+        backend.prepare_sent(statement.key)
         return bytes((Command.COM_STMT_PREPARE,)) + statement.key[1]
 
-    def cursor_opened(self, payload: bytes) -> None:
-        """An execute (its client payload) answered with SERVER_STATUS_CURSOR_EXISTS."""
-        self._statement(payload).has_cursor = True
+    def executed(self, payload: bytes, *, has_cursor: bool) -> None:
+        """An execute (its client payload's first bytes) was answered: with
+        SERVER_STATUS_CURSOR_EXISTS it left a cursor open (a new execute closes the old)."""
+        statement = self._find(payload)
+        if statement is not None:
+            statement.has_cursor = has_cursor
 
-    def cursor_done(self, payload: bytes) -> None:
-        """A fetch answered with SERVER_STATUS_LAST_ROW_SENT (or an error)."""
-        self._statement(payload).has_cursor = False
+    def fetched(self, payload: bytes, *, is_done: bool) -> None:
+        """A fetch was answered; ``is_done``: SERVER_STATUS_LAST_ROW_SENT (or an error)."""
+        statement = self._find(payload)
+        if statement is not None and is_done:
+            statement.has_cursor = False
+
+    def _find(self, payload: bytes) -> Statement | None:
+        try:
+            return self._statement(payload)
+        except UnknownStatement:
+            return None  # closed meanwhile (pipelined)

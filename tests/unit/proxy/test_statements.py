@@ -10,6 +10,7 @@ from tenantproxy.proxy.statements import (
     LAST_PREPARED,
     BackendStatements,
     ClientStatements,
+    NoOpenCursor,
     UnknownStatement,
     close_payload,
     param_types,
@@ -35,10 +36,9 @@ def execute(client_id: int, params: int, types: bytes | None, values: bytes = b"
 
 
 def prepared(client: ClientStatements, backend: BackendStatements, server_id: int) -> int:
-    client.prepare_sent("db", b"\x16" + SQL)
-    answer, closes = client.prepared(prepare_ok(server_id), backend)
-    assert closes == []
-    return statement_id(answer)
+    client_id = client.prepare_sent("db", b"\x16" + SQL)
+    assert client.prepared(prepare_ok(server_id), backend) == []
+    return client_id
 
 
 TYPES = b"\x08\x00\xfd\x00"  # LONGLONG, VAR_STRING
@@ -85,15 +85,18 @@ def test_long_data_holds_the_backend_until_the_execute_and_needs_the_statement_t
     assert client.holds_backend
     client.route(execute(client_id, 2, TYPES, VALUES), first)
     assert not client.holds_backend
-    routed = client.route(long_data, second)
-    assert (routed.prepare, routed.payload) == (b"\x16" + SQL, None)
+    routed = client.route(long_data, second)  # pipelined: SEND_LONG_DATA -1
+    assert routed.prepare == b"\x16" + SQL
+    assert routed.payload == with_statement_id(long_data, LAST_PREPARED)
+    assert client.holds_backend
 
 
-def test_reset_and_close_of_a_statement_the_backend_lacks_send_nothing():
+def test_a_reset_prepares_lazily_and_a_close_leaves_the_statement_cached():
     client, backend = ClientStatements(), BackendStatements(8)
     client_id = prepared(client, backend, server_id=4)
     reset = b"\x1a" + client_id.to_bytes(4, "little")
-    assert client.route(reset, BackendStatements(8)).payload is None
+    elsewhere = client.route(reset, BackendStatements(8))
+    assert (elsewhere.prepare, elsewhere.payload) == (b"\x16" + SQL, b"\x1a\xff\xff\xff\xff")
     assert client.route(reset, backend).payload == b"\x1a\x04\x00\x00\x00"
     close = b"\x19" + client_id.to_bytes(4, "little")
     assert client.route(close, backend).payload is None  # stays cached for others
@@ -107,7 +110,7 @@ def test_closing_a_statement_with_an_open_cursor_closes_it_on_the_backend():
     client_id = prepared(client, backend, server_id=4)
     payload = execute(client_id, 2, TYPES, VALUES)
     client.route(payload, backend)
-    client.cursor_opened(payload)
+    client.executed(payload, has_cursor=True)
     assert client.open_cursors == 1 and client.holds_backend
     close = b"\x19" + client_id.to_bytes(4, "little")
     assert client.route(close, backend).payload == close_payload(4)
@@ -169,3 +172,53 @@ def test_types_splice_and_ids_rewrite_as_pure_functions(params, new_id, values, 
     moved = with_statement_id(with_types, new_id)
     assert statement_id(moved) == new_id
     assert with_statement_id(moved, 7) == with_types
+
+
+def fetch(client_id: int) -> bytes:
+    return b"\x1c" + client_id.to_bytes(4, "little") + (10).to_bytes(4, "little")
+
+
+def test_a_cursor_holds_the_backend_until_its_last_row_and_a_fetch_elsewhere_has_none():
+    client, backend = ClientStatements(), BackendStatements(8)
+    client_id = prepared(client, backend, server_id=4)
+    payload = execute(client_id, 2, TYPES, VALUES)
+    client.route(payload, backend)
+    client.executed(payload, has_cursor=True)
+    client.fetched(fetch(client_id), is_done=False)
+    assert client.holds_backend and client.open_cursors == 1
+    client.fetched(fetch(client_id), is_done=True)
+    assert not client.holds_backend
+    with pytest.raises(NoOpenCursor, match=r"^The statement \(1\) has no open cursor$"):
+        client.route(fetch(client_id), BackendStatements(8))
+    client.executed(payload, has_cursor=True)
+    client.executed(payload, has_cursor=False)  # a new execute closed the cursor
+    assert not client.holds_backend
+
+
+def test_a_close_without_a_backend_or_of_an_unknown_id_sends_nothing():
+    client, backend = ClientStatements(), BackendStatements(8)
+    client_id = prepared(client, backend, server_id=4)
+    assert client.close(b"\x19" + (99).to_bytes(4, "little"), backend) is None
+    assert client.close(b"\x19" + client_id.to_bytes(4, "little"), None) is None
+    assert len(client) == 0 and len(backend) == 1
+
+
+def test_a_pipelined_execute_teaches_the_types_and_a_pipelined_close_forgets_it():
+    client, backend = ClientStatements(), BackendStatements(8)
+    client_id = client.prepare_sent(None, b"\x16" + SQL)
+    client.route(execute(LAST_PREPARED, 2, TYPES, VALUES), backend)
+    client.prepared(prepare_ok(8), backend)
+    moved = client.route(execute(client_id, 2, None, VALUES), BackendStatements(8))
+    assert moved.payload == execute(LAST_PREPARED, 2, TYPES, VALUES)
+    client.prepare_sent(None, b"\x16SELECT 2")
+    client.route(b"\x19\xff\xff\xff\xff", backend)
+    client.prepared(prepare_ok(9, 1, 0), backend)
+    assert len(client) == 1 and len(backend) == 2
+
+
+def test_a_reset_connection_forgets_every_statement():
+    client, backend = ClientStatements(), BackendStatements(8)
+    client_id = prepared(client, backend, server_id=4)
+    client.reset()
+    with pytest.raises(UnknownStatement):
+        client.route(execute(client_id, 2, None), backend)
