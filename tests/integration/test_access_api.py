@@ -118,7 +118,7 @@ def test_the_proxy_stage_answers_500_when_the_session_policy_names_another_tenan
 
     assert (refused.status_code, refused.text) == (500, "Internal Server Error")
     assert allowed.status_code == 200, allowed.text
-    metrics = other_scope_api.get("/metrics").json()["proxy"]
+    metrics = other_scope_api.get("/metrics.json").json()["proxy"]
     assert metrics["errors_total"] == 1
     assert metrics["responses_total"] == {"200": 1, "500": 1}
 
@@ -157,7 +157,7 @@ def test_a_request_past_the_concurrency_limit_answers_429_and_is_counted(
     first.start()
     try:
         # Wait (on the API's own gauge) until the first request holds the one slot.
-        while limited_api.get("/metrics").json()["noproxy"]["in_flight"] == 0:
+        while limited_api.get("/metrics.json").json()["noproxy"]["in_flight"] == 0:
             assert first.is_alive(), "the first request finished before it was seen in flight"
         throttled = limited_api.get("/no_proxy_stage", params={"tenant": TENANT})
     finally:
@@ -166,7 +166,7 @@ def test_a_request_past_the_concurrency_limit_answers_429_and_is_counted(
     assert throttled.status_code == 429
     assert "concurrency_limit" in throttled.text
     assert held[0].status_code == 200
-    metrics = limited_api.get("/metrics").json()["noproxy"]
+    metrics = limited_api.get("/metrics.json").json()["noproxy"]
     assert metrics["throttles_total"] == 1
     assert metrics["responses_total"] == {"200": 1, "429": 1}
 
@@ -174,12 +174,12 @@ def test_a_request_past_the_concurrency_limit_answers_429_and_is_counted(
 def test_metrics_count_each_stage_s_requests_by_status(
     api: httpx.Client, proxy_started: None
 ) -> None:
-    before = api.get("/metrics").json()
+    before = api.get("/metrics.json").json()
     for _ in range(3):
         assert api.get("/no_proxy_stage", params={"tenant": TENANT}).status_code == 200
     assert api.get("/no_proxy_stage", params={"tenant": "x"}).status_code == 400
     assert api.get("/proxy_stage", params={"tenant": TENANT}).status_code == 200
-    after = api.get("/metrics").json()
+    after = api.get("/metrics.json").json()
 
     assert set(after) == {"proxy", "noproxy"}
     noproxy, proxy = after["noproxy"], after["proxy"]

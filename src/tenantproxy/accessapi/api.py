@@ -3,7 +3,8 @@
 Routes: ``GET /proxy_stage?tenant=N``, ``GET /no_proxy_stage?tenant=N`` (200 with the rows as a
 JSON list of objects; 400 for a bad ``tenant``; 429 past the stage's concurrency limit; 500
 ``Internal Server Error`` when the invocation fails, the cause in the log), ``GET /metrics``
-(see ``metrics.py``), ``GET /healthz``.
+(Prometheus text) and ``GET /metrics.json`` (the load test's sampler; both in ``metrics.py``),
+``GET /healthz``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from tenantproxy.accessapi.invocation_trace import (
     InvocationTrace,
     Steps,
 )
-from tenantproxy.accessapi.metrics import AccessApiMetrics, StageMetrics
+from tenantproxy.accessapi.metrics import AccessApiMetrics, StageMetrics, prometheus_families
 from tenantproxy.accessapi.stages import (
     InvocationFailed,
     LoginSecret,
@@ -42,10 +43,12 @@ from tenantproxy.accessapi.stages import (
     TokenForReplica,
 )
 from tenantproxy.identity.access import TenantAccess
+from tenantproxy.observability.prometheus import render
 from tenantproxy.observability.tracing import TRACEPARENT, Tracing, start_tracing
 from tenantproxy.secretstore import FileSecretStore
 
 log = logging.getLogger("tenantproxy.accessapi")
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class _RowsResponse(Response):
@@ -163,8 +166,13 @@ def build_access_api(config: AccessApiConfig) -> Starlette:
     )
     noproxy = NoProxyStage(secret, config.noproxy_replica_endpoints, tls, **common)
 
-    async def metrics_endpoint(_request: Request) -> Response:
+    families = prometheus_families(metrics)
+
+    async def metrics_json(_request: Request) -> Response:
         return JSONResponse(metrics.scrape())
+
+    async def metrics_text(_request: Request) -> Response:
+        return Response(render(families), media_type=PROMETHEUS_TEXT)
 
     async def healthz(_request: Request) -> Response:
         return PlainTextResponse("ok")
@@ -188,7 +196,8 @@ def build_access_api(config: AccessApiConfig) -> Starlette:
             "/no_proxy_stage",
             StageEndpoint("noproxy", noproxy, metrics.stages["noproxy"], config, tracing).handle,
         ),
-        Route("/metrics", metrics_endpoint),
+        Route("/metrics", metrics_text),
+        Route("/metrics.json", metrics_json),
         Route("/healthz", healthz),
     ]
     return Starlette(routes=routes, lifespan=lifespan)

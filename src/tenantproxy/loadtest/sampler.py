@@ -1,6 +1,6 @@
 """Every ``interval_s``, what the stack does under load, appended to samples.csv.
 
-Three sources (names in ``samples``): the access API's stages (its ``/metrics`` JSON), every
+Three sources (names in ``samples``): the access API's stages (its ``/metrics.json``), every
 database instance of both clusters (``SHOW GLOBAL STATUS`` on one admin connection each, and the
 CPU of its mariadbd process), and the proxy (its Prometheus text). Counters become rates from the
 difference between two scrapes; the first scrape is only the baseline (the math: scrapes.py). A
@@ -51,7 +51,7 @@ class Source(Protocol):
 
 
 class StagesSource:
-    """The access API's /metrics (JSON with one object per stage)."""
+    """The access API's /metrics.json (one object per stage)."""
 
     name = "access API"
 

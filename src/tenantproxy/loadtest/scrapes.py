@@ -64,7 +64,7 @@ def per_second(previous: float, current: float, elapsed_s: float) -> float:
 
 @dataclass(frozen=True)
 class StageScrape:
-    """One stage's part of the access API's /metrics."""
+    """One stage's part of the access API's /metrics.json."""
 
     requests_total: float
     responses_total: Mapping[int, float]

@@ -101,7 +101,7 @@ def build_sources(outputs: Mapping[str, Any], state_dir: Path) -> list[Source]:
     sources: list[Source] = []
     api_url = outputs.get("APIGatewayURL")
     if api_url:
-        sources.append(stages_source(f"{str(api_url).rstrip('/')}/metrics"))
+        sources.append(stages_source(f"{str(api_url).rstrip('/')}/metrics.json"))
     sources += database_sources(outputs, state_dir)
     metrics_endpoint = outputs.get("ProxyMetricsEndpoint")
     if metrics_endpoint:

@@ -1,7 +1,10 @@
-"""Prometheus exposition of the proxy's metrics, served from the proxy's own event loop.
+"""Prometheus exposition of the proxy's (and the access API's) metrics.
 
-Values are read when scraped (no work per query), by a collector over callables the proxy hands
-in. The HTTP side is a minimal asyncio handler: GET /metrics answers the text format; anything
+Values are read when scraped (no work per query), by a collector over callables the process hands
+in. Every scrape also carries the process's own ``process_*`` metrics (prometheus_client's
+``ProcessCollector``: ``process_cpu_seconds_total``, resident memory, open fds), because on one
+machine the processes share the CPU and a dashboard must show who used it. The proxy's HTTP side
+(``serve_metrics``) is a minimal asyncio handler: GET /metrics answers the text format; anything
 else answers 404. Names are RDS Proxy's CloudWatch names in Prometheus form
 (``ClientConnectionsReceived`` → ``tenantproxy_client_connections_received_total``).
 """
@@ -14,10 +17,11 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
+    HistogramMetricFamily,
     Metric,
     SummaryMetricFamily,
 )
@@ -46,7 +50,9 @@ class Sample:
 class Family:
     name: str
     help: str
-    kind: str  # "gauge", "counter", or "summary" (samples named "count" and "sum")
+    # "gauge", "counter", "summary" (samples named "count" and "sum"), or "histogram" (samples
+    # named "sum" and, per bucket, "bucket" with an "le" label: cumulative counts, "+Inf" last).
+    kind: str
     samples: Callable[[], Iterable[Sample]]
 
 
@@ -59,6 +65,9 @@ class CallbackCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         for family in self._families:
             samples = list(family.samples())
+            if family.kind == "histogram":
+                yield from _histograms(family, samples)
+                continue
             if family.kind == "summary":
                 values = {sample.name: sample.value for sample in samples}
                 yield SummaryMetricFamily(
@@ -79,9 +88,26 @@ class CallbackCollector(Collector):
             yield metric
 
 
+def _histograms(family: Family, samples: list[Sample]) -> Iterator[Metric]:
+    """One HistogramMetricFamily, a metric per label set other than ``le``."""
+    by_labels: dict[tuple[tuple[str, str], ...], list[Sample]] = {}
+    for sample in samples:
+        key = tuple(sorted((k, v) for k, v in sample.labels.items() if k != "le"))
+        by_labels.setdefault(key, []).append(sample)
+    label_names = sorted({name for key in by_labels for name, _ in key})
+    metric = HistogramMetricFamily(PREFIX + family.name, family.help, labels=label_names)
+    for key, group in by_labels.items():
+        labels = dict(key)
+        buckets = [(s.labels["le"], s.value) for s in group if s.name == "bucket"]
+        total = next(s.value for s in group if s.name == "sum")
+        metric.add_metric([labels.get(n, "") for n in label_names], buckets, total)
+    yield metric
+
+
 def render(families: Iterable[Family]) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(CallbackCollector(families))
+    ProcessCollector(registry=registry)
     return generate_latest(registry)
 
 

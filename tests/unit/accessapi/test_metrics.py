@@ -1,6 +1,10 @@
 from __future__ import annotations
 
-from tenantproxy.accessapi.metrics import AccessApiMetrics, StageMetrics
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tenantproxy.accessapi.metrics import AccessApiMetrics, StageMetrics, prometheus_families
+from tenantproxy.observability.prometheus import render
 
 
 def test_a_scrape_reports_totals_by_status_and_starts_a_new_latency_window() -> None:
@@ -50,3 +54,61 @@ def test_latencies_past_the_sample_size_are_a_uniform_sample_of_the_window() -> 
 
 def test_the_api_metrics_have_one_entry_per_stage() -> None:
     assert set(AccessApiMetrics().scrape()) == {"proxy", "noproxy"}
+
+
+def scraped_text(metrics: AccessApiMetrics) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    """The Prometheus view parsed back: sample name → labels → value."""
+    samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    text = render(prometheus_families(metrics)).decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            key = tuple(sorted(sample.labels.items()))
+            samples.setdefault(sample.name, {})[key] = sample.value
+    return samples
+
+
+def test_the_prometheus_view_counts_each_stage_by_status_and_buckets_latency() -> None:
+    metrics = AccessApiMetrics()
+    noproxy = metrics.stages["noproxy"]
+    for status, ms in [(200, 3.0), (200, 40.0), (500, 2000.0), (429, 0.1)]:
+        noproxy.received()
+        noproxy.answered(status, ms)
+    noproxy.admitted()
+
+    samples = scraped_text(metrics)
+
+    stage = (("stage", "noproxy"),)
+    assert samples["tenantproxy_accessapi_requests_total"][stage] == 4
+    assert samples["tenantproxy_accessapi_requests_total"][(("stage", "proxy"),)] == 0
+    responses = samples["tenantproxy_accessapi_responses_total"]
+    assert responses[(("code", "200"), ("stage", "noproxy"))] == 2
+    assert responses[(("code", "500"), ("stage", "noproxy"))] == 1
+    assert samples["tenantproxy_accessapi_throttles_total"][stage] == 1
+    assert samples["tenantproxy_accessapi_errors_total"][stage] == 1
+    assert samples["tenantproxy_accessapi_in_flight"][stage] == 1
+    buckets = samples["tenantproxy_accessapi_request_duration_seconds_bucket"]
+    # 0.1 ms and 3 ms fall in le=0.005; 40 ms in le=0.05; 2 s in le=2.5. Buckets are cumulative.
+    assert buckets[(("le", "0.005"), ("stage", "noproxy"))] == 2
+    assert buckets[(("le", "0.025"), ("stage", "noproxy"))] == 2
+    assert buckets[(("le", "0.05"), ("stage", "noproxy"))] == 3
+    assert buckets[(("le", "2.5"), ("stage", "noproxy"))] == 4
+    assert buckets[(("le", "+Inf"), ("stage", "noproxy"))] == 4
+    assert samples["tenantproxy_accessapi_request_duration_seconds_count"][stage] == 4
+    assert samples["tenantproxy_accessapi_request_duration_seconds_sum"][stage] == pytest.approx(
+        2.0431
+    )
+    assert "process_cpu_seconds_total" in samples
+
+
+def test_scraping_the_prometheus_view_leaves_the_sampler_s_window_alone() -> None:
+    metrics = AccessApiMetrics()
+    proxy = metrics.stages["proxy"]
+    proxy.admitted()
+    proxy.admitted()
+    proxy.released()
+    proxy.answered(200, 12.0)
+
+    scraped_text(metrics)
+    window = metrics.scrape()["proxy"]
+
+    assert (window["latency_ms"], window["in_flight_peak_since_last_scrape"]) == ([12.0], 2)
