@@ -50,7 +50,13 @@ class AsyncMysqlClient:
     ) -> AsyncMysqlClient:
         reader, writer = await asyncio.open_connection(host, port)
         client = cls(reader, writer)
-        await client._log_in(user, password, database, tls)
+        try:
+            await client._log_in(user, password, database, tls)
+        except BaseException:
+            # A refused login (ERROR 1040 before the greeting, a wrong password) closes its
+            # socket here, or the transport is left to the garbage collector's ResourceWarning.
+            await client._close_socket()
+            raise
         return client
 
     async def _log_in(
@@ -102,6 +108,9 @@ class AsyncMysqlClient:
 
     async def close(self) -> None:
         self._writer.write(b"\x01\x00\x00\x00" + commands.com_quit())
+        await self._close_socket()
+
+    async def _close_socket(self) -> None:
         self._writer.close()
         with contextlib.suppress(ConnectionError, ssl.SSLError):
             await self._writer.wait_closed()

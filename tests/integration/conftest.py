@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,11 +82,18 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> StackSettings:
     )
 
 
-@pytest.fixture(scope="session")
-def stack(stack_settings: StackSettings) -> Iterator[RunningStack]:
+@contextmanager
+def running_stack(settings: StackSettings) -> Iterator[RunningStack]:
+    """A stack brought up with ``settings``, and down again on any exit."""
     console = quiet_console()
     try:
-        result = up(stack_settings, console)
-        yield RunningStack(stack_settings.state_dir.absolute(), result.outputs, stack_settings)
+        result = up(settings, console)
+        yield RunningStack(settings.state_dir.absolute(), result.outputs, settings)
     finally:
-        down(stack_settings.state_dir, console, stack_settings.stop_timeout_s)
+        down(settings.state_dir, console, settings.stop_timeout_s)
+
+
+@pytest.fixture(scope="session")
+def stack(stack_settings: StackSettings) -> Iterator[RunningStack]:
+    with running_stack(stack_settings) as running:
+        yield running
