@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import ssl
 import sys
 from pathlib import Path
@@ -21,7 +22,13 @@ from tenantproxy.config import (
     describe_setting_error,
     load_proxy_config,
 )
-from tenantproxy.errors import BackendError, ConfigError, SecretStoreError, SettingError
+from tenantproxy.errors import (
+    BackendError,
+    ConfigError,
+    SecretStoreError,
+    SettingError,
+    TenantProxyError,
+)
 from tenantproxy.identity import DbAuthTokenVerifier
 from tenantproxy.identity.sealing import load_key
 from tenantproxy.observability.tracing import start_tracing
@@ -33,25 +40,31 @@ from tenantproxy.proxy.backends import (
     Target,
 )
 from tenantproxy.proxy.connector import MysqlConnector
+from tenantproxy.proxy.coordination import Coordinator
 from tenantproxy.proxy.health import HealthChecker
+from tenantproxy.proxy.link import Link
 from tenantproxy.proxy.login_trace import SERVICE_NAME as LOGIN_TRACE_SERVICE
 from tenantproxy.proxy.routing import PoolRegistry, PoolSettings, Router, TargetState
 from tenantproxy.proxy.secret_lookup import SecretLookup
 from tenantproxy.proxy.server import ProxyContext, ProxyServer
 from tenantproxy.proxy.token_login import TokenLogins
+from tenantproxy.proxy.workers import SINGLE, WorkerPlace, run_workers
 from tenantproxy.secretstore import AwsSecretStore, FileSecretStore, SecretStore
 
 READY_LINE = "tenantproxy ready"
 
 
-def build_proxy(config: ProxyConfig, log: logging.Logger) -> ProxyServer:
-    """Builds a proxy server from its config; nothing is started yet."""
+def build_proxy(
+    config: ProxyConfig, log: logging.Logger, place: WorkerPlace = SINGLE
+) -> ProxyServer:
+    """Builds a proxy server from its config (one worker's, at ``place``); nothing is started
+    yet."""
     secrets = SecretLookup(open_secret_store(config), config.secret_name_prefix, log)
     backend_tls = _backend_tls(config)
     states = [
         TargetState(
             Target(t.name, t.role, t.host, t.port),
-            TargetBudget(t.name, _budget(config, config.target_max_connections)),
+            TargetBudget(t.name, place.share(_budget(config, config.target_max_connections))),
         )
         for t in config.targets
     ]
@@ -85,6 +98,7 @@ def build_proxy(config: ProxyConfig, log: logging.Logger) -> ProxyServer:
             spans_file=config.tracing.spans_file,
             otlp_endpoint=config.tracing.otlp_endpoint,
         ),
+        place=place,
     )
     monitor = None
     if config.monitor_user is not None:
@@ -95,6 +109,7 @@ def build_proxy(config: ProxyConfig, log: logging.Logger) -> ProxyServer:
         tls_context=backend_tls,
         max_connections_percent=config.max_connections_percent,
         log=log,
+        share=place.share,
     )
     return ProxyServer(context, health)
 
@@ -215,10 +230,58 @@ async def serve(config: ProxyConfig, log: logging.Logger) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, server.stop)
-    addresses = " ".join(f"{name}={h}:{p}" for name, (h, p) in server.bound_addresses.items())
-    print(f"{READY_LINE} {addresses}", flush=True)
+    _announce(server.bound_addresses)
     await server.serve()
     log.info("stopped")
+
+
+def _announce(addresses: dict[str, tuple[str, int]]) -> None:
+    listed = " ".join(f"{name}={h}:{p}" for name, (h, p) in addresses.items())
+    print(f"{READY_LINE} {listed}", flush=True)
+
+
+def serve_workers(config: ProxyConfig, log: logging.Logger) -> int:
+    """``workers`` processes on the endpoints, coordinated by this one (proxy/workers.py)."""
+
+    def coordinate(config: ProxyConfig, links: list[tuple[int, socket.socket]]) -> int:
+        return uvloop.run(Coordinator(config, log).run(links, _announce))
+
+    def work(config: ProxyConfig, place: WorkerPlace, link: socket.socket) -> int:
+        # The coordinator serves the one /metrics endpoint.
+        worker_config = config.model_copy(update={"metrics_port": None})
+        try:
+            uvloop.run(_serve_worker(worker_config, place, link, log))
+        except SettingError:
+            return 2  # the coordinator tells it, once, as a single process would
+        return 0
+
+    return run_workers(config, config.workers, work, coordinate, log)
+
+
+async def _serve_worker(
+    config: ProxyConfig, place: WorkerPlace, sock: socket.socket, log: logging.Logger
+) -> None:
+    try:
+        server = build_proxy(config, log, place)
+    except SettingError as exc:
+        link = await Link.over(sock, {}, log)
+        link.tell("failed", loc=list(exc.loc), cause=exc.cause)
+        await link.drain_and_close()
+        raise
+    link = await Link.over(sock, server.context.link_handlers(), log)
+    server.context.link = link
+    reading = asyncio.create_task(link.run())
+    reading.add_done_callback(lambda _: server.stop())  # the coordinator is gone: stop too
+    try:
+        await server.start()
+    except SettingError as exc:
+        link.tell("failed", loc=list(exc.loc), cause=exc.cause)
+        await link.drain_and_close()
+        raise
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, server.stop)
+    link.tell("ready", addresses=server.bound_addresses)
+    await server.serve()
+    log.info("worker %d stopped", place.index)
 
 
 def run_proxy(config_path: Path, log_level: str = "INFO") -> None:
@@ -226,8 +289,12 @@ def run_proxy(config_path: Path, log_level: str = "INFO") -> None:
         level=log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     config = load_proxy_config(config_path)
+    log = logging.getLogger("tenantproxy.proxy")
     try:
-        uvloop.run(serve(config, logging.getLogger("tenantproxy.proxy")))
+        if config.workers == 1:
+            uvloop.run(serve(config, log))
+        elif serve_workers(config, log) != 0:
+            raise TenantProxyError("a worker process failed; the proxy stopped (see its log)")
     except SettingError as exc:
         # One line naming the file, the key and its line, and the cause; no traceback.
         raise ConfigError(describe_setting_error(config_path, exc.loc, exc.cause)) from None

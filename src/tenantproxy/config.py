@@ -166,6 +166,10 @@ class ProxyConfig(_Strict):
     max_clients_per_tenant: int | None = Field(default=None, ge=1)
     max_backends_per_tenant: int | None = Field(default=None, ge=1)
 
+    # Processes that serve the endpoints, each with its own SO_REUSEPORT listeners; the limits
+    # hold for all of them together (docs/decisions/0007-workers.md). 1: a single process.
+    workers: int = Field(default=1, ge=1)
+
     # Prometheus metrics at http://127.0.0.1:<metrics_port>/metrics; None: not served; 0: a free
     # port, printed in the ready line.
     metrics_port: int | None = Field(default=None, ge=0, le=65535)

@@ -40,7 +40,8 @@ class ProxyProcess:
     def __exit__(self, *exc_info: object) -> None:
         process = self._process
         assert process is not None
-        process.terminate()
+        if process.poll() is None:
+            process.terminate()
         try:
             process.wait(timeout=60)
         except subprocess.TimeoutExpired:
@@ -48,6 +49,17 @@ class ProxyProcess:
             process.wait(timeout=30)
         if process.stdout is not None:
             process.stdout.close()
+
+    def stop(self, timeout_s: float = 60) -> int:
+        """SIGTERM, then the exit status once the proxy (every worker) has drained."""
+        assert self._process is not None
+        self._process.terminate()
+        return self._process.wait(timeout=timeout_s)
+
+    def worker_pids(self) -> list[int]:
+        """The worker processes (workers > 1); none when the proxy is a single process."""
+        assert self._process is not None
+        return [child.pid for child in psutil.Process(self._process.pid).children()]
 
     def endpoint(self, name: str) -> str:
         return self.addresses[name]

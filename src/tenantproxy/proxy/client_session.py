@@ -32,6 +32,7 @@ from tenantproxy.proxy.leasing import (
     lease_backend,
     select_schema,
 )
+from tenantproxy.proxy.link import LinkClosed
 from tenantproxy.proxy.login_trace import LoginTrace, traced
 from tenantproxy.proxy.multiplexer import Multiplexer
 from tenantproxy.proxy.mysql_errors import MysqlError
@@ -215,6 +216,9 @@ class ClientSession(asyncio.Protocol):
         relay = self._relay
         assert relay is not None
         victim = self._context.sessions.get(request.session_id)
+        if victim is None and self._context.is_served_elsewhere(request.session_id):
+            self._wait_for_kill(self._kill_in_another_worker(request), later)
+            return False
         if victim is None or victim.username != self.username:
             # No such session for this tenant: the server's "Unknown thread id" for the same id.
             relay.forward_command(request.for_backend(request.session_id))
@@ -229,24 +233,50 @@ class ClientSession(asyncio.Protocol):
         if own is not None and victim_backend.target is own.target:
             relay.forward_command(request.for_backend(victim_backend.connection.connection_id))
             return True
+        self._wait_for_kill(self._kill_elsewhere(request, victim_backend), later)
+        return False
+
+    def _wait_for_kill(self, kill: Coroutine[Any, Any, bytes], later: bytes) -> None:
+        """Runs a KILL done away from this session's backend; the command it returns then
+        answers the client from that backend, and ``later`` waits until it is sent."""
         if self._multiplexer is not None:  # the answer comes from this backend: it stays
             self._multiplexer.is_held_by_session = True
         self._move_to(SessionPhase.ANSWERING)
         self._pending = later
-        self._context.spawn(self._kill_elsewhere(request, victim_backend))
-        return False
+        self._context.spawn(self._answer_kill(kill))
 
-    async def _kill_elsewhere(self, request: KillRequest, victim_backend: HeldBackend) -> None:
-        try:
-            await kill_on_target(victim_backend, request)
-        except BackendError as exc:  # the victim's backend or its target is gone already
-            self._context.log.info("session %d: KILL on another target: %s", self.session_id, exc)
+    async def _answer_kill(self, kill: Coroutine[Any, Any, bytes]) -> None:
+        answer = await kill
         if self.phase is SessionPhase.CLOSED or self._relay is None:
             return
         if self._multiplexer is not None:
             self._multiplexer.is_held_by_session = False
-        self._relay.forward_command(answered_without_a_kill())
+        self._relay.forward_command(answer)
         self._resume_relaying()
+
+    async def _kill_elsewhere(self, request: KillRequest, victim_backend: HeldBackend) -> bytes:
+        try:
+            await kill_on_target(victim_backend, request)
+        except BackendError as exc:  # the victim's backend or its target is gone already
+            self._context.log.info("session %d: KILL on another target: %s", self.session_id, exc)
+        return answered_without_a_kill()
+
+    async def _kill_in_another_worker(self, request: KillRequest) -> bytes:
+        """The worker that served the id does the KILL (coordination.py); when it has no such
+        session of this tenant, the server's own "Unknown thread id" answers."""
+        link = self._context.link
+        assert link is not None
+        try:
+            is_done = await link.call(
+                "kill",
+                session_id=request.session_id,
+                user=self.username,
+                is_query_only=request.is_query_only,
+                force=request.force,
+            )
+        except LinkClosed:  # the proxy is going down
+            is_done = False
+        return answered_without_a_kill() if is_done else request.for_backend(request.session_id)
 
     def refuse(self, command: int) -> None:
         """A replication command (relay.REFUSED_BY_THE_PROXY): MariaDB's answer to a tenant."""
@@ -450,8 +480,9 @@ class ClientSession(asyncio.Protocol):
         if not verdict.is_accepted:
             self._refuse_login(login.username, verdict, sequence_id=None)
             return
-        if not self._become(login.username):
-            self._send_error_and_close(mysql_errors.too_many_user_connections(login.username))
+        if not await self._become(login.username):
+            if self.phase is not SessionPhase.CLOSED:
+                self._send_error_and_close(mysql_errors.too_many_user_connections(login.username))
             return
         profile = self._profile_of(login.character_set, login.database)
         with traced(self._trace, "borrow wait"):
@@ -510,10 +541,13 @@ class ClientSession(asyncio.Protocol):
             raise ProtocolError(f"expected an auth response, got {type(event).__name__}")
         return event.data, self._server.scramble
 
-    def _become(self, db_user: str) -> bool:
+    async def _become(self, db_user: str) -> bool:
         """The session is now the tenant's (at login; COM_CHANGE_USER moves in _move_to_user);
-        False when the tenant has all its clients already."""
-        if not self._context.admit_tenant_client(db_user):
+        False when the tenant has all its clients already, or the client left meanwhile."""
+        if not await self._context.admit_tenant_client(db_user):
+            return False
+        if self.phase is SessionPhase.CLOSED:  # it left while the coordinator was asked
+            self._context.release_tenant_client(db_user)
             return False
         self.username = db_user
         return True
@@ -712,7 +746,7 @@ class ClientSession(asyncio.Protocol):
         assert self._server is not None
         new_user = request.username
         is_new_user = new_user != self.username
-        if is_new_user and not self._context.admit_tenant_client(new_user):
+        if is_new_user and not await self._context.admit_tenant_client(new_user):
             return mysql_errors.too_many_user_connections(new_user), held
         profile = self._profile_of(request.character_set, request.database)
         try:

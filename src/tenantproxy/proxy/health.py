@@ -19,6 +19,7 @@ import logging
 import math
 import ssl
 import time
+from collections.abc import Callable
 
 from tenantproxy.errors import BackendError
 from tenantproxy.proxy.backends import (
@@ -64,8 +65,11 @@ class HealthChecker:
         tls_context: ssl.SSLContext | None,
         max_connections_percent: int,
         log: logging.Logger,
+        share: Callable[[int], int] = lambda budget: budget,
     ) -> None:
         self._targets = targets
+        # This process's part of a target's budget (workers.py: the workers split it).
+        self._share = share
         self._monitor = monitor
         self._tls_context = tls_context
         self._max_connections_percent = max_connections_percent
@@ -136,11 +140,12 @@ class HealthChecker:
         if value is None:
             return
         allowed = max(1, math.floor(int(value) * self._max_connections_percent / 100))
-        state.budget.max_connections = allowed
+        state.budget.max_connections = self._share(allowed)
         self._has_read_max_connections.add(state.target.name)
         self._log.info(
-            "target %s: max_connections=%s, the proxy uses at most %d",
+            "target %s: max_connections=%s, the proxy uses at most %d (this process %d)",
             state.target.name,
             value.decode(),
             allowed,
+            state.budget.max_connections,
         )

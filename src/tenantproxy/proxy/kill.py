@@ -12,10 +12,13 @@ unchanged (docs/architecture.md, "Differences from connecting directly").
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
+from tenantproxy.errors import BackendError
 from tenantproxy.wire.mysql import commands
 from tenantproxy.wire.mysql.constants import Command
 
@@ -107,3 +110,35 @@ async def kill_on_target(victim: HeldBackend, request: KillRequest) -> None:
         await backend.run_simple_command(request.for_backend(victim.connection.connection_id))
     finally:
         backend.close()
+
+
+class Victim(Protocol):
+    """A session a KILL may name."""
+
+    username: str | None
+
+    @property
+    def held_backend(self) -> HeldBackend | None: ...
+
+    def close_now(self) -> None: ...
+
+
+async def kill_served_here(
+    sessions: Mapping[int, Victim], request: KillRequest, killer: str, log: logging.Logger
+) -> bool:
+    """A KILL that a session of another worker sent (workers.py) of a session served here:
+    carried out on the victim's target, as for a victim on another target. False when there is
+    no such session of the killer's tenant (the killer answers "Unknown thread id")."""
+    victim = sessions.get(request.session_id)
+    if victim is None or victim.username != killer:
+        return False
+    backend = victim.held_backend
+    if backend is None:  # logging in, or between backends: nothing runs there
+        if not request.is_query_only:
+            victim.close_now()
+        return True
+    try:
+        await kill_on_target(backend, request)
+    except BackendError as exc:  # the victim's backend or its target is gone already
+        log.info("KILL of session %d from another worker: %s", request.session_id, exc)
+    return True

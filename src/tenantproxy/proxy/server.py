@@ -27,9 +27,11 @@ from tenantproxy.proxy.client_errors import ClientErrorLog
 from tenantproxy.proxy.client_session import ClientSession
 from tenantproxy.proxy.exported_metrics import proxy_families
 from tenantproxy.proxy.health import HealthChecker
-from tenantproxy.proxy.kill import SESSION_ID_BASE, SESSION_ID_LIMIT
+from tenantproxy.proxy.kill import KillRequest, kill_served_here
+from tenantproxy.proxy.link import Handler, Link, LinkClosed
 from tenantproxy.proxy.routing import PoolRegistry, Router
 from tenantproxy.proxy.secret_lookup import SecretLookup
+from tenantproxy.proxy.workers import SINGLE, WorkerPlace
 from tenantproxy.wire.mysql.constants import CapabilityFlags
 
 if TYPE_CHECKING:
@@ -78,12 +80,15 @@ class ProxyContext:
     tracing: Tracing | None = None
     advertised_capabilities: CapabilityFlags = PROXY_CAPABILITIES
     sessions: dict[int, ClientSession] = field(default_factory=dict)
-    # Logged-in client connections per tenant (DB user), for max_clients_per_tenant.
+    # Logged-in client connections per tenant (DB user) in this process; the coordinator
+    # holds the whole proxy's when there are several workers (coordination.py).
     tenant_clients: Counter[str] = field(default_factory=Counter)
+    # Which worker process this is (workers.py), and its link to the coordinator (None: the
+    # only process).
+    place: WorkerPlace = SINGLE
+    link: Link | None = None
     # Session ids, given to clients in the handshake, lie above any backend's thread id (kill.py).
-    _session_ids: itertools.count[int] = field(
-        default_factory=lambda: itertools.count(SESSION_ID_BASE)
-    )
+    _session_ids: itertools.count[int] = field(init=False)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     client_errors: ClientErrorLog = field(init=False)
     # Sessions before their login packet, bounded apart from max_clients (admission.py).
@@ -92,6 +97,7 @@ class ProxyContext:
     def __post_init__(self) -> None:
         self.client_errors = ClientErrorLog(self.log, self.metrics)
         self.admission = Admission(max_unproven=self.config.max_clients)
+        self._session_ids = itertools.count(self.place.first_session_id(), self.place.count)
 
     def client_slots_taken(self) -> int:
         """Sessions counted against max_clients: all but those before their login packet."""
@@ -108,10 +114,17 @@ class ProxyContext:
         shared = self.router.shared_capabilities() & MARIADB_RELAYED_CAPABILITIES
         return self.advertised_capabilities | shared
 
-    def admit_tenant_client(self, db_user: str) -> bool:
-        """Counts one more client of a tenant; False (and no count) past its cap."""
+    async def admit_tenant_client(self, db_user: str) -> bool:
+        """Counts one more client of a tenant; False (and no count) past its cap, which the
+        coordinator checks across workers."""
         cap = self.config.max_clients_per_tenant
-        if cap is not None and self.tenant_clients[db_user] >= cap:
+        if cap is not None and self.link is not None:
+            try:
+                if not await self.link.call("admit_client", user=db_user):
+                    return False
+            except LinkClosed:  # the proxy is going down
+                return False
+        elif cap is not None and self.tenant_clients[db_user] >= cap:
             return False
         self.tenant_clients[db_user] += 1
         return True
@@ -120,15 +133,30 @@ class ProxyContext:
         self.tenant_clients[db_user] -= 1
         if self.tenant_clients[db_user] <= 0:
             del self.tenant_clients[db_user]
+        if self.link is not None and self.config.max_clients_per_tenant is not None:
+            self.link.tell("release_client", user=db_user)
 
     def next_session_id(self) -> int:
         session_id = next(self._session_ids)
-        if session_id >= SESSION_ID_LIMIT:  # after 2^30 sessions: start again at the base
-            self._session_ids = itertools.count(SESSION_ID_BASE + 1)
-            session_id = SESSION_ID_BASE
+        if session_id > self.place.last_session_id():  # after 2^30 sessions: from the base
+            self._session_ids = itertools.count(self.place.first_session_id(), self.place.count)
+            session_id = next(self._session_ids)
         while session_id in self.sessions:  # a long-lived session may still hold an old id
             session_id = next(self._session_ids)
         return session_id
+
+    def is_served_elsewhere(self, session_id: int) -> bool:
+        """A session id another worker handed out (a KILL names it)."""
+        return self.link is not None and self.place.owner_of(session_id) != self.place.index
+
+    def link_handlers(self) -> dict[str, Handler]:
+        """What the coordinator may ask this worker."""
+
+        async def kill(session_id: int, user: str, is_query_only: bool, force: str) -> bool:
+            request = KillRequest(session_id, is_query_only, force)
+            return await kill_served_here(self.sessions, request, user, self.log)
+
+        return {"kill": kill}
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
         """Runs a coroutine in the background, keeping it referenced and logging its failure."""
@@ -163,6 +191,8 @@ class ProxyServer:
                     endpoint.host,
                     endpoint.port,
                     reuse_address=True,
+                    # Workers listen on one port each, the kernel spreading connections.
+                    reuse_port=not self.context.place.is_single,
                     backlog=4096,
                     start_serving=False,
                 )

@@ -1,0 +1,166 @@
+"""The coordinator: the parent process of ``workers = N`` (workers.py), one link per worker.
+
+What it holds for the whole proxy, and why here:
+- each tenant's logged-in clients, per worker (max_clients_per_tenant): a login asks before it
+  is accepted, so the cap holds however SO_REUSEPORT spreads the tenant's connections;
+- which worker serves a session id (a KILL names it; workers.WorkerPlace.owner_of);
+- the ready line, once every worker listens, and SIGTERM, passed on to every worker.
+
+A worker that goes (its link closes) takes its counts with it. Outside a shutdown that stops
+the proxy: the others are asked to drain and the exit status says it failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tenantproxy.config import ProxyConfig
+from tenantproxy.errors import SettingError
+from tenantproxy.proxy.link import Handler, Link, LinkClosed
+from tenantproxy.proxy.workers import WorkerPlace
+
+Addresses = dict[str, tuple[str, int]]
+
+
+@dataclass
+class _Worker:
+    index: int
+    pid: int
+    link: Link
+    is_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    addresses: Addresses = field(default_factory=dict)
+    tenant_clients: Counter[str] = field(default_factory=Counter)
+    failure: tuple[tuple[Any, ...], str] | None = None  # a SettingError's (loc, cause)
+
+
+class Coordinator:
+    def __init__(self, config: ProxyConfig, log: logging.Logger) -> None:
+        self._config = config
+        self._log = log
+        self._workers: list[_Worker] = []
+        self._stop = asyncio.Event()
+        self._is_stopping = False
+        self._own_addresses: Addresses = {}
+
+    async def run(
+        self, workers: list[tuple[int, socket.socket]], announce: Callable[[Addresses], None]
+    ) -> int:
+        """Until every worker has exited; the exit status (0: all drained after a SIGTERM)."""
+        for index, (pid, sock) in enumerate(workers):
+            link = await Link.over(sock, self._handlers(index), self._log)
+            self._workers.append(_Worker(index, pid, link))
+        reading = [asyncio.create_task(w.link.run()) for w in self._workers]
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stop.set)
+        try:
+            if await self._all_ready(reading):
+                announce(self._addresses())
+                await self._until_stop_or_loss(reading)
+        finally:
+            self._stop_workers()
+            await asyncio.gather(*reading, return_exceptions=True)
+        statuses = [self._reap(worker) for worker in self._workers]
+        self._raise_startup_failure()
+        return 0 if self._is_stopping and not any(statuses) else 1
+
+    # -- life ---------------------------------------------------------------------------------
+
+    async def _all_ready(self, reading: list[asyncio.Task[None]]) -> bool:
+        """True once every worker listens; False when one exits first (or a SIGTERM comes)."""
+        ready = asyncio.create_task(self._every_worker_ready())
+        stop = asyncio.create_task(self._stop.wait())
+        await asyncio.wait([ready, stop, *reading], return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        ready.cancel()
+        self._is_stopping = self._stop.is_set()
+        return all(w.is_ready.is_set() for w in self._workers)
+
+    async def _every_worker_ready(self) -> None:
+        for worker in self._workers:
+            await worker.is_ready.wait()
+
+    async def _until_stop_or_loss(self, reading: list[asyncio.Task[None]]) -> None:
+        stop = asyncio.create_task(self._stop.wait())
+        await asyncio.wait([stop, *reading], return_when=asyncio.FIRST_COMPLETED)
+        if stop.done():
+            self._is_stopping = True
+        else:
+            stop.cancel()
+            lost = [w.index for w, r in zip(self._workers, reading, strict=True) if r.done()]
+            self._log.error("worker %s exited: stopping the proxy", lost)
+
+    def _stop_workers(self) -> None:
+        """SIGTERM to each worker still there: each drains (shutdown_grace_s) and exits."""
+        for worker in self._workers:
+            if not worker.link.is_closed:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.pid, signal.SIGTERM)
+
+    @staticmethod
+    def _reap(worker: _Worker) -> int:
+        # Its link closed: the process has exited, or is about to.
+        _, status = os.waitpid(worker.pid, 0)
+        return os.waitstatus_to_exitcode(status)
+
+    def _raise_startup_failure(self) -> None:
+        """A worker that could not start for a setting: the one-line error a single process
+        would give (app.run_proxy)."""
+        for worker in self._workers:
+            if worker.failure is not None:
+                raise SettingError(*worker.failure)
+
+    def _addresses(self) -> Addresses:
+        """The endpoints (the same in every worker) and the coordinator's own listeners."""
+        return {**self._workers[0].addresses, **self._own_addresses}
+
+    # -- what the workers ask -----------------------------------------------------------------
+
+    def _handlers(self, index: int) -> dict[str, Handler]:
+        def ready(addresses: dict[str, list[Any]]) -> None:
+            worker = self._workers[index]
+            worker.addresses = {name: (host, port) for name, (host, port) in addresses.items()}
+            worker.is_ready.set()
+
+        def failed(loc: list[Any], cause: str) -> None:
+            self._workers[index].failure = (tuple(loc), cause)
+
+        return {
+            "ready": ready,
+            "failed": failed,
+            "admit_client": lambda user: self._admit_client(index, user),
+            "release_client": lambda user: self._release_client(index, user),
+            "kill": lambda **request: self._kill(request),
+        }
+
+    def _admit_client(self, index: int, user: str) -> bool:
+        cap = self._config.max_clients_per_tenant
+        total = sum(w.tenant_clients[user] for w in self._workers if not w.link.is_closed)
+        if cap is not None and total >= cap:
+            return False
+        self._workers[index].tenant_clients[user] += 1
+        return True
+
+    def _release_client(self, index: int, user: str) -> None:
+        clients = self._workers[index].tenant_clients
+        clients[user] -= 1
+        if clients[user] <= 0:
+            del clients[user]
+
+    async def _kill(self, request: dict[str, Any]) -> bool:
+        """A KILL of a session id another worker served: that worker's answer (False: it has
+        no such session of the killer's tenant)."""
+        owner = WorkerPlace(0, len(self._workers)).owner_of(request["session_id"])
+        try:
+            return bool(await self._workers[owner].link.call("kill", **request))
+        except LinkClosed:
+            return False
