@@ -74,6 +74,12 @@ class Pool(PoolCore[C]):
     def budget(self) -> TargetBudget:
         return self._budget
 
+    @property
+    def has_waiters(self) -> bool:
+        """Whether acquirers queue for a backend now: a client that could give one back should
+        (a released backend goes to the oldest of them; take_idle finds none meanwhile)."""
+        return self._waiting.count > 0
+
     def stats(self) -> PoolStats:
         return PoolStats(
             size=self._size,

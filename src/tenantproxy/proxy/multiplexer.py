@@ -230,12 +230,26 @@ class Multiplexer:
             last = end
         if last is None:
             return
+        if self._hold_yields(held, last):
+            self.state.end_last_insert_id_hold()
         if self.state.may_release(last):
             self.release_if_idle()
         elif self.state.is_holding_last_insert_id and self._hold_timer is None:
             self._hold_timer = asyncio.get_running_loop().call_later(
                 self._hold_timeout_s, self._last_insert_id_hold_expired
             )
+
+    def _hold_yields(self, held: HeldBackend, last: ResponseEnd) -> bool:
+        """Whether the last-insert-id hold ends now, because other clients wait for a backend
+        of the pool and the hold has served one response since the insert (enough for INSERT;
+        SELECT LAST_INSERT_ID()). Renewed by every insert, a longer hold would keep the backend
+        forever from the waiters of a client that inserts in every transaction (sysbench
+        oltp_read_write: INSERT, COMMIT, BEGIN, ... INSERT)."""
+        return (
+            self.state.is_holding_last_insert_id
+            and not last.last_insert_id
+            and held.pool.has_waiters
+        )
 
     def _hidden_ended(self, end: ResponseEnd, hidden: Hidden, backend: BackendConnection) -> bool:
         """A response the client does not see ended; False when the session cannot go on."""

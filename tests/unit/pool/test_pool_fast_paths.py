@@ -60,3 +60,17 @@ async def test_give_back_clean_past_max_idle_closes_the_backend() -> None:
     await settle()
     assert pool.stats().idle == 1 and second.connection.is_closed
     assert_consistent(pool)
+
+
+async def test_has_waiters_while_an_acquirer_queues_and_a_newcomer_finds_no_idle_backend() -> None:
+    pool = make_pool(max_size=1)
+    lease = await pool.acquire()
+    assert not pool.has_waiters
+    waiter = asyncio.create_task(pool.acquire())
+    await settle()
+    assert pool.has_waiters
+    pool.give_back_clean(lease)
+    assert pool.take_idle() is None  # the released backend went to the waiter
+    await waiter
+    assert not pool.has_waiters
+    assert_consistent(pool)
