@@ -15,9 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 import pymysql
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tenantproxy.proxy.kill import SESSION_ID_BASE
 from tenantproxy.stack import StackSettings
@@ -32,7 +34,7 @@ from tests.integration.test_proxy_storm import QUERIES_PER_CLIENT, BackendSample
 pytestmark = pytest.mark.integration
 
 WORKERS = 2
-TENANTS = 4
+TENANTS = 5  # user4 is test_one_metrics_endpoint's alone
 MAX_CONNECTIONS = 40
 STORM_CLIENTS = 1000
 TOO_MANY_USER_CONNECTIONS = 1203
@@ -223,6 +225,51 @@ def test_max_clients_per_tenant_holds_across_the_workers(small_stack, proxy):
     # Once they have left, the tenant may log in again, on either worker.
     with pymysql_connect(**login(small_stack, endpoint, 0)) as again:
         assert first_value(again, "SELECT 1") == 1
+
+
+def scrape(proxy: ProxyProcess) -> dict[str, list[tuple[dict[str, str], float]]]:
+    text = httpx.get(f"http://{proxy.endpoint('metrics')}/metrics", timeout=10).text
+    return {
+        sample.name: [(s.labels, s.value) for s in family.samples if s.name == sample.name]
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_one_metrics_endpoint_reports_the_sum_of_the_workers(small_stack, proxy):
+    endpoint = proxy.endpoint("read_write")
+    before = scrape(proxy)
+    connections = []
+    try:
+        while len(connections) < 3 or len({worker_of(c.thread_id()) for c in connections}) < 2:
+            assert len(connections) < TRIES, "all connections on one worker"
+            connections.append(pymysql_connect(**login(small_stack, endpoint, 4)))
+        during = scrape(proxy)
+    finally:
+        for connection in connections:
+            connection.close()
+    received = "tenantproxy_client_connections_received_total"
+    # Each worker saw only some of the connections: the sum is what both saw.
+    assert value(during, received) - value(before, received) == len(connections)
+    assert value(during, "tenantproxy_tenant_client_connections", tenant="user4") == len(
+        connections
+    )
+    assert value(during, "tenantproxy_tenant_database_connections", tenant="user4") == len(
+        connections
+    )  # session mode: a backend each
+    assert value(during, "tenantproxy_workers") == WORKERS
+    cap = pool_maximum(small_stack)
+    for instance in small_stack.outputs["ProxyClusterInstances"]:
+        target = instance["name"]
+        # The workers' shares add up to the one budget; every worker sees the target healthy.
+        assert value(during, "tenantproxy_max_database_connections_allowed", target=target) == cap
+        assert value(during, "tenantproxy_target_healthy", target=target) == 1
+    assert value(during, "process_cpu_seconds_total") > 0
+
+
+def value(metrics: dict[str, Any], name: str, **labels: str) -> float:
+    samples = metrics.get(name, [])
+    return sum(v for found, v in samples if all(found.get(k) == w for k, w in labels.items()))
 
 
 def unconnected(login_args: dict[str, Any]) -> pymysql.connections.Connection[Any]:

@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import (
@@ -111,10 +112,83 @@ def render(families: Iterable[Family]) -> bytes:
     return generate_latest(registry)
 
 
+# One process's metrics as plain data (JSON-able): [{"name", "help", "type", "samples":
+# [[sample name, labels, value], ...]}, ...]. Worker processes hand theirs to the one that
+# serves /metrics for all (proxy/coordination.py), which merges them (``merged``).
+Collected = list[dict[str, Any]]
+
+Combine = Callable[[Iterable[float]], float]
+# How the processes' values of a sample combine when not by their sum.
+_PROCESS_COMBINED: dict[str, Combine] = {"process_start_time_seconds": min, "process_max_fds": max}
+
+
+def collected(families: Iterable[Family], *, with_process: bool = True) -> Collected:
+    """What ``render`` would show, as data."""
+    metrics = list(CallbackCollector(families).collect())
+    if with_process:
+        metrics += ProcessCollector(registry=None).collect()
+    return [
+        {
+            "name": metric.name,
+            "help": metric.documentation,
+            "type": metric.type,
+            "samples": [[s.name, dict(s.labels), s.value] for s in metric.samples],
+        }
+        for metric in metrics
+    ]
+
+
+def merged(parts: Iterable[Collected], combine: Mapping[str, Combine]) -> bytes:
+    """Several processes' metrics as one exposition: each sample (name and labels) is the sum
+    of the processes' values, or what ``combine`` names for its metric (e.g. ``min`` for a
+    0/1 health every process must see as 1)."""
+    order: dict[str, dict[str, Any]] = {}
+    values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], list[float]]] = {}
+    for part in parts:
+        for metric in part:
+            order.setdefault(metric["name"], metric)
+            by_sample = values.setdefault(metric["name"], {})
+            for name, labels, value in metric["samples"]:
+                by_sample.setdefault((name, tuple(sorted(labels.items()))), []).append(value)
+    rules: dict[str, Combine] = {**_PROCESS_COMBINED, **combine}
+    metrics = []
+    for name, metric in order.items():
+        out = Metric(name, metric["help"], metric["type"])
+        for (sample, labels), found in values[name].items():
+            out.add_sample(sample, dict(labels), rules.get(name, _total)(found))
+        metrics.append(out)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Fixed(metrics))
+    return generate_latest(registry)
+
+
+def _total(values: Iterable[float]) -> float:
+    return sum(values)
+
+
+class _Fixed(Collector):
+    def __init__(self, metrics: list[Metric]) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._metrics)
+
+
 async def serve_metrics(
     host: str, port: int, families: list[Family]
 ) -> tuple[asyncio.Server, tuple[str, int]]:
     """Starts GET /metrics on host:port (0: a free port); returns the server and its address."""
+
+    async def body() -> bytes:
+        return render(families)
+
+    return await serve_exposition(host, port, body)
+
+
+async def serve_exposition(
+    host: str, port: int, body: Callable[[], Awaitable[bytes]]
+) -> tuple[asyncio.Server, tuple[str, int]]:
+    """GET /metrics on host:port answers what ``body`` renders (it may ask other processes)."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -126,13 +200,13 @@ async def serve_metrics(
             return
         parts = request_line.decode("latin-1").split()
         if len(parts) >= 2 and parts[0] == "GET" and parts[1].split("?")[0] == "/metrics":
-            body, status = render(families), "200 OK"
+            text, status = await body(), "200 OK"
         else:
-            body, status = b"not found\n", "404 Not Found"
+            text, status = b"not found\n", "404 Not Found"
         writer.write(
             f"HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-            + body
+            f"Content-Length: {len(text)}\r\nConnection: close\r\n\r\n".encode()
+            + text
         )
         with contextlib.suppress(ConnectionError):
             await writer.drain()

@@ -4,6 +4,7 @@ What it holds for the whole proxy, and why here:
 - each tenant's logged-in clients, per worker (max_clients_per_tenant): a login asks before it
   is accepted, so the cap holds however SO_REUSEPORT spreads the tenant's connections;
 - which worker serves a session id (a KILL names it; workers.WorkerPlace.owner_of);
+- the one /metrics endpoint: each scrape asks every worker for its metrics and sums them;
 - the ready line, once every worker listens, and SIGTERM, passed on to every worker.
 
 A worker that goes (its link closes) takes its counts with it. Outside a shutdown that stops
@@ -25,6 +26,14 @@ from typing import Any
 
 from tenantproxy.config import ProxyConfig
 from tenantproxy.errors import SettingError
+from tenantproxy.observability.prometheus import (
+    Family,
+    Sample,
+    collected,
+    merged,
+    serve_exposition,
+)
+from tenantproxy.proxy.exported_metrics import MERGED
 from tenantproxy.proxy.link import Handler, Link, LinkClosed
 from tenantproxy.proxy.workers import WorkerPlace
 
@@ -50,6 +59,7 @@ class Coordinator:
         self._stop = asyncio.Event()
         self._is_stopping = False
         self._own_addresses: Addresses = {}
+        self._metrics_server: asyncio.Server | None = None
 
     async def run(
         self, workers: list[tuple[int, socket.socket]], announce: Callable[[Addresses], None]
@@ -64,9 +74,12 @@ class Coordinator:
             loop.add_signal_handler(signum, self._stop.set)
         try:
             if await self._all_ready(reading):
+                await self._serve_metrics()
                 announce(self._addresses())
                 await self._until_stop_or_loss(reading)
         finally:
+            if self._metrics_server is not None:
+                self._metrics_server.close()
             self._stop_workers()
             await asyncio.gather(*reading, return_exceptions=True)
         statuses = [self._reap(worker) for worker in self._workers]
@@ -122,6 +135,36 @@ class Coordinator:
     def _addresses(self) -> Addresses:
         """The endpoints (the same in every worker) and the coordinator's own listeners."""
         return {**self._workers[0].addresses, **self._own_addresses}
+
+    # -- the one /metrics --------------------------------------------------------------------
+
+    async def _serve_metrics(self) -> None:
+        port = self._config.metrics_port
+        if port is None:
+            return
+        try:
+            server, address = await serve_exposition("127.0.0.1", port, self._metrics_text)
+        except OSError as exc:
+            cause = f"cannot listen on 127.0.0.1:{port}: {exc.strerror}"
+            raise SettingError(("metrics_port",), cause) from None
+        self._metrics_server = server
+        self._own_addresses["metrics"] = address
+
+    async def _metrics_text(self) -> bytes:
+        """Every worker's metrics, summed (exported_metrics.MERGED says where not), with the
+        coordinator's own process beside them: process_cpu_seconds_total is the whole proxy's."""
+        live = [w for w in self._workers if not w.link.is_closed]
+        answers = await asyncio.gather(
+            *(w.link.call("metrics") for w in live), return_exceptions=True
+        )
+        parts = [a for a in answers if isinstance(a, list)]
+        own = Family(
+            "workers",
+            "worker processes serving the endpoints now",
+            "gauge",
+            lambda: [Sample("", len(live))],
+        )
+        return merged([*parts, collected([own])], MERGED)
 
     # -- what the workers ask -----------------------------------------------------------------
 

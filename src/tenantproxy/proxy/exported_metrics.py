@@ -6,10 +6,15 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from tenantproxy.observability.metrics import TENANT_COUNTER_NAMES
-from tenantproxy.observability.prometheus import Family, Sample, prometheus_name
+from tenantproxy.observability.prometheus import PREFIX, Family, Sample, prometheus_name
 
 if TYPE_CHECKING:
     from tenantproxy.proxy.server import ProxyContext
+
+# With several workers (proxy/coordination.py) a sample is the sum of the workers' values, but
+# for these: each worker checks each target's health itself, so a target is healthy when every
+# worker sees it so, and its changes are counted as the worker that saw most.
+MERGED = {PREFIX + "target_healthy": min, PREFIX + "target_state_changes": max}
 
 
 def proxy_families(context: ProxyContext) -> list[Family]:

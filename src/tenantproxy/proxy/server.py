@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from tenantproxy.config import EndpointConfig, ProxyConfig
 from tenantproxy.errors import SettingError
 from tenantproxy.observability.metrics import Metrics
-from tenantproxy.observability.prometheus import serve_metrics
+from tenantproxy.observability.prometheus import collected, serve_metrics
 from tenantproxy.pool import run_maintenance
 from tenantproxy.proxy.admission import Admission
 from tenantproxy.proxy.backends import MARIADB_RELAYED_CAPABILITIES, RELAYED_CAPABILITIES
@@ -156,7 +156,7 @@ class ProxyContext:
             request = KillRequest(session_id, is_query_only, force)
             return await kill_served_here(self.sessions, request, user, self.log)
 
-        return {"kill": kill}
+        return {"kill": kill, "metrics": lambda: collected(proxy_families(self))}
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
         """Runs a coroutine in the background, keeping it referenced and logging its failure."""
