@@ -39,6 +39,7 @@ FIELDS: tuple[tuple[str, str], ...] = (
     ("replica_cpu_mean_percent", "replica CPU mean (%)"),
     ("db_connections_peak", "database connections peak"),
     ("db_new_connections_per_s", "new database connections/s (mean)"),
+    ("db_new_connections_per_s_late", "new database connections/s (second half)"),
 )
 RATIO_LABEL = "ratio (proxy / noproxy)"
 MISSING = "n/a"
@@ -56,6 +57,14 @@ class Series:
 
     def mean(self) -> float | None:
         return sum(self.values) / len(self.values) if self.values else None
+
+    def second_half_mean(self) -> float | None:
+        """The mean of the points in the later half of the series' time span."""
+        if not self.values:
+            return None
+        middle_s = (self.times_s[0] + self.times_s[-1]) / 2
+        late = [v for t, v in zip(self.times_s, self.values, strict=True) if t >= middle_s]
+        return sum(late) / len(late)
 
     def scaled(self, factor: float) -> Series:
         return Series(self.times_s, tuple(v * factor for v in self.values))
@@ -179,6 +188,9 @@ class StageSummary:
     db_connections_peak: float | None
     # The churn the proxy saves: MariaDB's Connections counter, summed over the cluster.
     db_new_connections_per_s: float | None
+    # The same over the run's second half: the proxy's pools open their first connections
+    # (one per tenant and replica) early in a run; what stays is the steady churn.
+    db_new_connections_per_s_late: float | None = None
 
 
 @dataclass(frozen=True)
@@ -226,6 +238,9 @@ def summarize_stage(
         replica_cpu_mean_percent=replica_cpu.mean() if replica_cpu else None,
         db_connections_peak=connections.peak() if connections else None,
         db_new_connections_per_s=new_connections.mean() if new_connections else None,
+        db_new_connections_per_s_late=(
+            new_connections.second_half_mean() if new_connections else None
+        ),
     )
 
 

@@ -52,3 +52,16 @@ def test_errors_only_without_the_proxy_reproduce_the_5xx_finding() -> None:
     assert found["HTTP 5xx per minute"][0] == REPRODUCED
     found = verdicts(replace(QUIET, http_5xx_per_minute=300.0), QUIET)
     assert found["HTTP 5xx per minute"][0] == REVERSED
+
+
+def test_the_connections_finding_is_judged_on_the_second_half_after_the_pools_warmed() -> None:
+    # Warming 200 tenants' pools: 2.6 new connections/s over the run, 1 in its second half.
+    warming = replace(QUIET, db_new_connections_per_s=2.6, db_new_connections_per_s_late=1.0)
+    churning = replace(QUIET, db_new_connections_per_s=22.0, db_new_connections_per_s_late=24.0)
+    found = {f.name: f for f in findings(Summary({"proxy": warming, "noproxy": churning}, RUN))}
+    flat = found["proxy's database connections flat"]
+    assert flat.verdict == REPRODUCED
+    assert flat.measured.startswith(
+        "new connections/s in the run's second half: proxy 1.00, no proxy 24.0 "
+        "(whole run: 2.60, 22.0)"
+    )

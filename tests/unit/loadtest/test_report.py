@@ -287,6 +287,9 @@ def test_new_database_connections_per_second_is_the_clusters_mean_churn(run_dir:
     # noproxy: 8+8, 10+10, 12+12, 10+10 → mean 20; proxy: 0, 1+1, 0, 0 → mean 0.5.
     assert stages["noproxy"].db_new_connections_per_s == pytest.approx(20.0)
     assert stages["proxy"].db_new_connections_per_s == pytest.approx(0.5)
+    # The second half (from the middle of the series' time span): 12+12, 10+10 and 0, 0.
+    assert stages["noproxy"].db_new_connections_per_s_late == pytest.approx(22.0)
+    assert stages["proxy"].db_new_connections_per_s_late == pytest.approx(0.0)
 
 
 def test_findings_put_each_write_up_figure_beside_the_run_and_give_a_verdict(

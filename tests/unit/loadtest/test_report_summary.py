@@ -92,3 +92,9 @@ def test_values_are_formatted_for_people() -> None:
     assert format_value(12.345, "median_ms") == "12.3"
     assert format_value(1.2345, "median_ms") == "1.23"
     assert format_value(35.0, "replica_cpu_peak_percent") == "35"
+
+
+def test_the_second_half_mean_keeps_the_points_from_the_middle_of_the_time_span_on() -> None:
+    warming = Series((0.0, 5.0, 10.0, 15.0, 20.0), (9.0, 7.0, 1.0, 1.0, 2.0))
+    assert warming.second_half_mean() == (1.0 + 1.0 + 2.0) / 3
+    assert Series((), ()).second_half_mean() is None
