@@ -25,6 +25,7 @@ demo: setup
 bench: setup
 	$(VENV)/python bench/point_select.py
 	$(VENV)/python bench/login.py
+	$(VENV)/python bench/multiplex.py
 
 clean:
 	rm -rf .venv .tenantproxy .pytest_cache

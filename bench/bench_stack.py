@@ -183,13 +183,31 @@ def _run_quietly(command: list[str], *, is_fatal: bool = True) -> None:
             raise SystemExit(1)
 
 
+@dataclass(frozen=True)
+class ProxyHandle:
+    """A proxy process the benchmark started: its read-only endpoint, /metrics address, PID."""
+
+    read_only: Endpoint
+    metrics: Endpoint | None
+    pid: int
+
+
 @contextmanager
 def second_proxy(
     stack: BenchStack, name: str, overrides: dict[str, Any], timeout_s: float = 30.0
 ) -> Iterator[tuple[Endpoint, int]]:
+    """``proxy_process``'s read-only endpoint and PID."""
+    with proxy_process(stack, name, overrides, timeout_s) as proxy:
+        yield proxy.read_only, proxy.pid
+
+
+@contextmanager
+def proxy_process(
+    stack: BenchStack, name: str, overrides: dict[str, Any], timeout_s: float = 30.0
+) -> Iterator[ProxyHandle]:
     """Another proxy process on the stack's servers: the stack's proxy config with ``overrides``
-    (e.g. ``pool_mode``), its own ports, metrics port and spans file. Yields its read-only
-    endpoint and PID; stopped by PID (SIGTERM, then SIGKILL) on any exit."""
+    (e.g. ``pool_mode``), its own ports, metrics port and spans file. Stopped by PID (SIGTERM,
+    then SIGKILL) on any exit."""
     config = tomllib.loads(Path(stack.outputs["ProxyConfig"]).read_text())
     config.update(overrides)
     config["metrics_port"] = 0
@@ -203,7 +221,9 @@ def second_proxy(
     with ready_file.open("w") as out, (stack.state_dir / f"{name}.log").open("w") as log:
         process = subprocess.Popen(argv, stdout=out, stderr=log)
     try:
-        yield _read_only_endpoint(ready_file, process, timeout_s), process.pid
+        fields = _ready_fields(ready_file, process, timeout_s)
+        metrics = Endpoint.parse(fields["metrics"]) if "metrics" in fields else None
+        yield ProxyHandle(Endpoint.parse(fields["read_only"]), metrics, process.pid)
     finally:
         process.terminate()
         try:
@@ -213,16 +233,15 @@ def second_proxy(
             process.wait()
 
 
-def _read_only_endpoint(
+def _ready_fields(
     ready_file: Path, process: subprocess.Popen[bytes], timeout_s: float
-) -> Endpoint:
+) -> dict[str, str]:
     """From the proxy's ``tenantproxy ready read_write=H:P read_only=H:P metrics=...`` line."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         for line in ready_file.read_text().splitlines():
             if line.startswith(READY_LINE):
-                fields = dict(part.split("=", 1) for part in line.split()[2:])
-                return Endpoint.parse(fields["read_only"])
+                return dict(part.split("=", 1) for part in line.split()[2:])
         if process.poll() is not None:
             raise SystemExit(f"the second proxy exited ({process.returncode}); see its log")
         time.sleep(0.1)

@@ -128,6 +128,7 @@ def parse_pgbench_report(
         tls_cipher=None,
         client_cpu_s=client_cpu_s,
         fatal_lines=sorted(set(re.findall(r"^.*(?:error|FATAL|aborted).*$", text, re.M)))[:10],
+        p99_ms=percentile(buckets, 0.99),
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,10 +42,11 @@ class SysbenchResult:
     tls_cipher: str | None  # only when asked to check; "" means no TLS
     client_cpu_s: float
     fatal_lines: list[str]
+    p99_ms: float | None = None
 
 
 def run_sysbench(
-    endpoint: Endpoint,
+    endpoint: Endpoint | Sequence[Endpoint],
     login: Login,
     *,
     threads: int,
@@ -54,12 +56,14 @@ def run_sysbench(
     id_max: int,
     check_tls: bool = False,
 ) -> SysbenchResult:
+    # Given several servers, sysbench spreads its connections over them, round robin.
+    endpoints = [endpoint] if isinstance(endpoint, Endpoint) else list(endpoint)
     command = [
         "sysbench",
         str(LUA_SCRIPT),
         "--db-driver=mysql",
-        f"--mysql-host={endpoint.host}",
-        f"--mysql-port={endpoint.port}",
+        f"--mysql-host={','.join(e.host for e in endpoints)}",
+        f"--mysql-port={','.join(str(e.port) for e in endpoints)}",
         f"--mysql-user={login.user}",
         f"--mysql-password={login.password}",
         f"--mysql-db={login.database}",
@@ -119,6 +123,7 @@ def parse_report(text: str, returncode: int, client_cpu_s: float) -> SysbenchRes
         tls_cipher=cipher.group(1) if cipher else None,
         client_cpu_s=client_cpu_s,
         fatal_lines=sorted(set(re.findall(r"^FATAL: .*$", text, re.MULTILINE)))[:10],
+        p99_ms=percentile(buckets, 0.99),
     )
 
 
