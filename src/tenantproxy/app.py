@@ -47,6 +47,7 @@ from tenantproxy.proxy.login_trace import SERVICE_NAME as LOGIN_TRACE_SERVICE
 from tenantproxy.proxy.routing import PoolRegistry, PoolSettings, Router, TargetState
 from tenantproxy.proxy.secret_lookup import SecretLookup
 from tenantproxy.proxy.server import ProxyContext, ProxyServer
+from tenantproxy.proxy.tenant_backends import TenantBackendSlots
 from tenantproxy.proxy.token_login import TokenLogins
 from tenantproxy.proxy.workers import SINGLE, WorkerPlace, run_workers
 from tenantproxy.secretstore import AwsSecretStore, FileSecretStore, SecretStore
@@ -55,12 +56,18 @@ READY_LINE = "tenantproxy ready"
 
 
 def build_proxy(
-    config: ProxyConfig, log: logging.Logger, place: WorkerPlace = SINGLE
+    config: ProxyConfig,
+    log: logging.Logger,
+    place: WorkerPlace = SINGLE,
+    link: Link | None = None,
 ) -> ProxyServer:
-    """Builds a proxy server from its config (one worker's, at ``place``); nothing is started
-    yet."""
+    """Builds a proxy server from its config (one worker's, at ``place``, with its ``link`` to
+    the coordinator); nothing is started yet."""
     secrets = SecretLookup(open_secret_store(config), config.secret_name_prefix, log)
     backend_tls = _backend_tls(config)
+    tenant_slots = None
+    if link is not None and config.max_backends_per_tenant is not None:
+        tenant_slots = TenantBackendSlots(link)
     states = [
         TargetState(
             Target(t.name, t.role, t.host, t.port),
@@ -78,7 +85,7 @@ def build_proxy(
             max_backends_per_tenant=config.max_backends_per_tenant,
         ),
         connector_factory=lambda target, db_user, profile: _connector(
-            config, secrets, backend_tls, target, db_user, profile
+            config, secrets, backend_tls, target, db_user, profile, tenant_slots
         ),
     )
     client_tls = _client_tls(config)
@@ -99,6 +106,7 @@ def build_proxy(
             otlp_endpoint=config.tracing.otlp_endpoint,
         ),
         place=place,
+        link=link,
     )
     monitor = None
     if config.monitor_user is not None:
@@ -204,6 +212,7 @@ def _connector(
     target: Target,
     db_user: str,
     profile: BackendProfile,
+    tenant_slots: TenantBackendSlots | None,
 ) -> MysqlConnector:
     async def credentials() -> BackendCredentials:
         # Read at every connect, so that a rotated password is picked up.
@@ -220,6 +229,8 @@ def _connector(
         tls_context=backend_tls,
         max_packet_bytes=config.max_packet_bytes,
         init_query=config.init_query,
+        db_user=db_user,
+        tenant_slots=tenant_slots,
     )
 
 
@@ -261,15 +272,14 @@ def serve_workers(config: ProxyConfig, log: logging.Logger) -> int:
 async def _serve_worker(
     config: ProxyConfig, place: WorkerPlace, sock: socket.socket, log: logging.Logger
 ) -> None:
+    link = await Link.over(sock, {}, log)
     try:
-        server = build_proxy(config, log, place)
+        server = build_proxy(config, log, place, link)
     except SettingError as exc:
-        link = await Link.over(sock, {}, log)
         link.tell("failed", loc=list(exc.loc), cause=exc.cause)
         await link.drain_and_close()
         raise
-    link = await Link.over(sock, server.context.link_handlers(), log)
-    server.context.link = link
+    link.handlers.update(server.context.link_handlers())
     reading = asyncio.create_task(link.run())
     reading.add_done_callback(lambda _: server.stop())  # the coordinator is gone: stop too
     try:

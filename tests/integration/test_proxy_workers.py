@@ -272,6 +272,83 @@ def value(metrics: dict[str, Any], name: str, **labels: str) -> float:
     return sum(v for found, v in samples if all(found.get(k) == w for k, w in labels.items()))
 
 
+BORROW_TIMEOUT = 9501
+
+
+@pytest.fixture(scope="module")
+def capped_proxy(
+    small_stack: RunningStack, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ProxyProcess]:
+    """Two workers, at most 2 backends per tenant and target, a short borrow timeout."""
+    config = proxy_config_from_stack(
+        small_stack.outputs,
+        workers=WORKERS,
+        metrics_port=None,
+        max_backends_per_tenant=2,
+        connection_borrow_timeout_s=2.0,
+    )
+    with ProxyProcess(config, tmp_path_factory.mktemp("capped-proxy")) as running:
+        yield running
+
+
+def test_max_backends_per_tenant_holds_across_the_workers(small_stack, capped_proxy):
+    """Session mode: each client holds a backend. With 2 held, later logins wait and get
+    ERROR 9501, on whichever worker they land; the writer never sees more than 2 of the
+    tenant's connections."""
+    endpoint = capped_proxy.endpoint("read_write")
+    watcher = small_stack.admin_connect(small_stack.proxy_writer)
+    admitted: list[Any] = []
+    workers_seen: set[int] = set()
+    try:
+        for _ in range(8):
+            connection = unconnected(login(small_stack, endpoint, 3))
+            try:
+                connection.connect()
+            except pymysql.err.OperationalError as exc:
+                assert exc.args[0] == BORROW_TIMEOUT, exc.args
+            else:
+                admitted.append(connection)
+            workers_seen.add(worker_of(connection.server_thread_id[0]))
+            assert tenant_connections(watcher, "user3") <= 2
+        assert len(admitted) == 2
+        assert workers_seen == set(range(WORKERS))
+    finally:
+        for connection in admitted:
+            connection.close()
+        watcher.close()
+
+
+def test_a_backend_idle_in_one_worker_is_given_up_for_a_client_of_the_other(
+    small_stack, capped_proxy
+):
+    """The tenant's 2 backends: one leased in worker 0, one idle in worker 1. A login on
+    worker 0 is served within its borrow timeout (2 s), worker 1 closing its idle backend for
+    it, not after that backend's idle timeout (300 s)."""
+    endpoint = capped_proxy.endpoint("read_write")
+    holders = one_on_each_worker(small_stack, endpoint, 4)
+    holders[1].close()  # its backend stays idle in worker 1, holding the tenant's second slot
+    try:
+        for _ in range(TRIES):
+            connection = pymysql_connect(**login(small_stack, endpoint, 4))  # 9501 would raise
+            worker = worker_of(connection.thread_id())
+            assert first_value(connection, "SELECT 1") == 1
+            connection.close()
+            if worker == 0:
+                return
+        raise AssertionError(f"{TRIES} logins, none on worker 0")
+    finally:
+        holders[0].close()
+
+
+def tenant_connections(watcher: Any, user: str) -> int:
+    return int(
+        first_value(
+            watcher,
+            f"SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = '{user}'",
+        )
+    )
+
+
 def unconnected(login_args: dict[str, Any]) -> pymysql.connections.Connection[Any]:
     """A PyMySQL connection not yet opened: after a refused login it still holds the
     handshake's connection id (``server_thread_id``)."""

@@ -141,6 +141,15 @@ class Pool(PoolCore[C]):
             self._move(backend, _CLOSING)
             self._spawn(self._close(backend))
 
+    def close_oldest_idle(self) -> bool:
+        """Closes the idle backend that has waited longest (its slots passed on once closed);
+        False when none is idle. For an owner that needs a backend of this pool's user
+        elsewhere (another worker process, under a per-user cap across processes)."""
+        if self._is_closed or not self._idle:
+            return False
+        self._spawn(self._close(self._evict_oldest_idle()))
+        return True
+
     def lease(self) -> AbstractAsyncContextManager[Lease[C]]:
         """``async with pool.lease() as lease:``; released as broken if the body raises."""
         return LeaseContext(self)

@@ -16,6 +16,7 @@ from tenantproxy.proxy.backends import (
     BackendProfile,
     Target,
 )
+from tenantproxy.proxy.tenant_backends import TenantBackendSlots
 from tenantproxy.wire.mysql import commands
 from tenantproxy.wire.mysql.client_connection import ClientConnection
 from tenantproxy.wire.mysql.errors import ProtocolError
@@ -131,8 +132,13 @@ class MysqlConnector:
         tls_context: ssl.SSLContext | None,
         max_packet_bytes: int,
         init_query: str | None,
+        db_user: str = "",
+        tenant_slots: TenantBackendSlots | None = None,
     ) -> None:
         self.target = target
+        self._db_user = db_user
+        # Several workers with max_backends_per_tenant: a slot per backend (tenant_backends.py).
+        self._tenant_slots = tenant_slots
         self._credentials = credentials
         self._forget_credentials = forget_credentials
         self._profile = profile
@@ -141,6 +147,20 @@ class MysqlConnector:
         self._init_query = init_query
 
     async def connect(self) -> BackendConnection:
+        slots = self._tenant_slots
+        if slots is None:
+            return await self.connect_outside_pool()
+        await slots.take(self.target.name, self._db_user)
+        try:
+            connection = await self.connect_outside_pool()
+        except BaseException:
+            slots.give_back_unused(self.target.name, self._db_user)
+            raise
+        slots.hold(connection, self.target.name, self._db_user)
+        return connection
+
+    async def connect_outside_pool(self) -> BackendConnection:
+        """A backend that no cap counts (a one-off KILL on another target, closed at once)."""
         try:
             return await self._open(await self._credentials())
         except BackendLoginRejected as exc:
@@ -168,6 +188,20 @@ class MysqlConnector:
         profile differs (capabilities are fixed at connect) or the server refuses."""
         if conn.profile != self._profile or conn.is_broken:
             return False
+        slots = self._tenant_slots
+        if slots is not None and not await slots.take_now(self.target.name, self._db_user):
+            return False  # the tenant has its backends: the pool waits for one instead
+        is_adopted = False
+        try:
+            is_adopted = await self._log_in_again(conn)
+        finally:
+            if slots is not None and is_adopted:
+                slots.move(conn, self.target.name, self._db_user)
+            elif slots is not None:
+                slots.give_back_unused(self.target.name, self._db_user)
+        return is_adopted
+
+    async def _log_in_again(self, conn: BackendConnection) -> bool:
         credentials = await self._credentials()
         database = credentials.database if self._profile.has_database else None
         try:
@@ -192,6 +226,8 @@ class MysqlConnector:
             raise BackendError(f"{self.target.name}: a database-less backend has a database")
 
     async def close(self, conn: BackendConnection) -> None:
+        if self._tenant_slots is not None:
+            self._tenant_slots.release(conn)
         conn.close()
         await conn.wait_closed(_CLOSE_TIMEOUT_S)
 

@@ -3,6 +3,7 @@
 What it holds for the whole proxy, and why here:
 - each tenant's logged-in clients, per worker (max_clients_per_tenant): a login asks before it
   is accepted, so the cap holds however SO_REUSEPORT spreads the tenant's connections;
+- each (target, tenant)'s backends, per worker (max_backends_per_tenant, tenant_backends.py);
 - which worker serves a session id (a KILL names it; workers.WorkerPlace.owner_of);
 - the one /metrics endpoint: each scrape asks every worker for its metrics and sums them;
 - the ready line, once every worker listens, and SIGTERM, passed on to every worker.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -35,6 +37,7 @@ from tenantproxy.observability.prometheus import (
 )
 from tenantproxy.proxy.exported_metrics import MERGED
 from tenantproxy.proxy.link import Handler, Link, LinkClosed
+from tenantproxy.proxy.tenant_backends import TenantBackendCounts
 from tenantproxy.proxy.workers import WorkerPlace
 
 Addresses = dict[str, tuple[str, int]]
@@ -60,6 +63,10 @@ class Coordinator:
         self._is_stopping = False
         self._own_addresses: Addresses = {}
         self._metrics_server: asyncio.Server | None = None
+        cap = config.max_backends_per_tenant
+        self._backends = None
+        if cap is not None:
+            self._backends = TenantBackendCounts(cap, config.workers, self._ask_to_shed)
 
     async def run(
         self, workers: list[tuple[int, socket.socket]], announce: Callable[[Addresses], None]
@@ -69,6 +76,8 @@ class Coordinator:
             link = await Link.over(sock, self._handlers(index), self._log)
             self._workers.append(_Worker(index, pid, link))
         reading = [asyncio.create_task(w.link.run()) for w in self._workers]
+        for worker, task in zip(self._workers, reading, strict=True):
+            task.add_done_callback(functools.partial(self._lost, worker.index))
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._stop.set)
@@ -177,13 +186,34 @@ class Coordinator:
         def failed(loc: list[Any], cause: str) -> None:
             self._workers[index].failure = (tuple(loc), cause)
 
-        return {
+        handlers: dict[str, Handler] = {
             "ready": ready,
             "failed": failed,
             "admit_client": lambda user: self._admit_client(index, user),
             "release_client": lambda user: self._release_client(index, user),
             "kill": lambda **request: self._kill(request),
         }
+        backends = self._backends
+        if backends is not None:
+            handlers |= {
+                "take_backend": functools.partial(backends.take, index),
+                "take_backend_now": functools.partial(backends.take_now, index),
+                "drop_ticket": functools.partial(backends.drop, index),
+                "release_backend": functools.partial(backends.release, index),
+            }
+        return handlers
+
+    def _lost(self, index: int, _: object) -> None:
+        """A worker's link closed: what it held is gone with it."""
+        self._workers[index].tenant_clients.clear()
+        if self._backends is not None:
+            self._backends.forget(index)
+
+    async def _ask_to_shed(self, index: int, target: str, user: str) -> bool:
+        try:
+            return bool(await self._workers[index].link.call("shed", target=target, user=user))
+        except LinkClosed:
+            return False
 
     def _admit_client(self, index: int, user: str) -> bool:
         cap = self._config.max_clients_per_tenant

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from tenantproxy.errors import BackendError
+from tenantproxy.proxy.connector import MysqlConnector
 from tenantproxy.wire.mysql import commands
 from tenantproxy.wire.mysql.constants import Command
 
@@ -105,7 +106,9 @@ async def kill_on_target(victim: HeldBackend, request: KillRequest) -> None:
     """Runs the KILL on the victim's target, whose server the killer's own backend is not on,
     over a one-off connection as the same tenant (outside the pool and its budget, closed at
     once). Raises BackendError when the target cannot be reached or refuses."""
-    backend = await victim.pool.connector.connect()
+    connector = victim.pool.connector
+    assert isinstance(connector, MysqlConnector)
+    backend = await connector.connect_outside_pool()
     try:
         await backend.run_simple_command(request.for_backend(victim.connection.connection_id))
     finally:

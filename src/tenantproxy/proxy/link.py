@@ -41,7 +41,7 @@ class Link:
     ) -> None:
         self._reader = reader
         self._writer = writer
-        self._handlers = handlers
+        self.handlers = handlers  # may be filled in before run()
         self._log = log
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[Any]] = {}
@@ -107,7 +107,7 @@ class Link:
             if answer is not None and not answer.done():
                 answer.set_result(message.get("result"))
             return
-        handler = self._handlers[message["op"]]
+        handler = self.handlers[message["op"]]
         call_id = message.get("id")
         result = handler(**message.get("args", {}))
         if inspect.isawaitable(result):

@@ -108,6 +108,14 @@ class PoolRegistry:
             totals[target] = totals.get(target, 0) + pool.stats().adopted_total
         return totals
 
+    def pools_of(self, target_name: str, db_user: str) -> Iterator[Pool[BackendConnection]]:
+        """A tenant's pools on a target, one per profile."""
+        return (
+            pool
+            for (target, user, _), pool in list(self._pools.items())
+            if target == target_name and user == db_user
+        )
+
     def pools_of_target(self, target_name: str) -> Iterator[Pool[BackendConnection]]:
         return (pool for key, pool in list(self._pools.items()) if key[0] == target_name)
 

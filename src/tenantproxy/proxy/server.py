@@ -156,7 +156,15 @@ class ProxyContext:
             request = KillRequest(session_id, is_query_only, force)
             return await kill_served_here(self.sessions, request, user, self.log)
 
-        return {"kill": kill, "metrics": lambda: collected(proxy_families(self))}
+        def shed(target: str, user: str) -> bool:
+            # A client of another worker waits for one of this tenant's backends.
+            return any(pool.close_oldest_idle() for pool in self.pools.pools_of(target, user))
+
+        return {
+            "kill": kill,
+            "metrics": lambda: collected(proxy_families(self)),
+            "shed": shed,
+        }
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
         """Runs a coroutine in the background, keeping it referenced and logging its failure."""
