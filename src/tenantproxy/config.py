@@ -140,7 +140,11 @@ class ProxyConfig(_Strict):
     init_query: str | None = None
 
     # Transaction multiplexing (docs/multiplexing.md); an endpoint may set its own pool_mode.
-    pool_mode: PoolMode = "session"
+    pool_mode: PoolMode = "transaction"
+    # ProxySQL's mysql-query_retries_on_failure: a command whose backend died before any byte
+    # of its answer came back is sent again on another backend this many times, when nothing
+    # (a transaction, a pin) tied the session to the dead one. It may then run twice.
+    retries_on_backend_loss: int = Field(default=1, ge=0, le=5)
     # ProxySQL's auto_increment_delay_multiplex: after an OK with a last insert id, the client
     # keeps its backend for this many more statements, so SELECT LAST_INSERT_ID() runs there.
     last_insert_id_hold_statements: int = Field(default=5, ge=0)

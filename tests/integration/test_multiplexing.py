@@ -284,3 +284,60 @@ def test_a_multi_fragment_query_waiting_for_a_backend_arrives_whole(stack):
     with ProxyThread(config) as proxy, connect(stack, proxy) as client, client.cursor() as cursor:
         cursor.execute("SELECT LENGTH(%s), RIGHT(%s, 7)", (value, value))
         assert cursor.fetchone() == (20 * 1024 * 1024, "tail123")
+
+
+def abort_the_backend_running(stack: Any, proxy: ProxyThread, statement_start: str) -> None:
+    """Drops (in the proxy) the backend connection whose thread runs a statement starting
+    with ``statement_start``, as a dead server or network would: no answer, no ERR."""
+    thread_id = None
+    with stack.admin_connect(stack.proxy_writer) as admin, admin.cursor() as cursor:
+        for _ in range(100):
+            cursor.execute(
+                "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE %s",
+                (statement_start + "%",),
+            )
+            row = cursor.fetchone()
+            if row is not None:
+                thread_id = row[0]
+                break
+            time.sleep(0.02)
+    assert thread_id is not None, f"no thread runs {statement_start!r}"
+    assert proxy.server is not None
+    sessions = proxy.server.context.sessions
+
+    def abort() -> bool:
+        for session in sessions.values():
+            held = session.held_backend
+            if held is not None and held.connection.connection_id == thread_id:
+                assert held.connection.transport is not None
+                held.connection.transport.abort()
+                return True
+        return False
+
+    assert proxy.call(abort), f"no session holds backend {thread_id}"
+
+
+def test_a_statement_whose_backend_dies_unanswered_runs_on_another_with_the_session_state(
+    stack, proxy
+):
+    with connect(stack, proxy) as client:
+        with client.cursor() as cursor:
+            cursor.execute("SET time_zone = '+03:00'")
+            cursor.execute("SELECT CONNECTION_ID()")
+        answer: list[Any] = []
+
+        def run() -> None:
+            with client.cursor() as cursor:
+                cursor.execute(
+                    "SELECT SLEEP(0.5) AS marker_of_resend, @@time_zone, CONNECTION_ID()"
+                )
+                answer.append(cursor.fetchone())
+
+        runner = threading.Thread(target=run)
+        runner.start()
+        abort_the_backend_running(stack, proxy, "SELECT SLEEP(0.5) AS marker_of_resend")
+        runner.join(timeout=30)
+        assert len(answer) == 1
+        slept, time_zone, _ = answer[0]
+        assert (slept, time_zone) == (0, "+03:00")
+        assert one(client, "SELECT @@time_zone") == "+03:00"

@@ -178,6 +178,8 @@ def test_an_id_nobody_has_is_an_unknown_thread(stack, endpoint):
 
 def test_a_backend_thread_id_from_connection_id_still_works(stack, endpoint):
     victim = pymysql_connect(**tenant(stack, endpoint))
+    # In a transaction: in transaction mode the backend (whose id this is) stays the victim's.
+    victim.begin()
     backend_id = first_value(victim, "SELECT CONNECTION_ID()")
     with pymysql_connect(**tenant(stack, endpoint, KILLER)) as killer:
         first_value(killer, f"KILL {backend_id}")

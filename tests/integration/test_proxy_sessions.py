@@ -35,6 +35,15 @@ def tenant(stack: Any, number: int, endpoint: str, **overrides: Any) -> dict[str
     return settings | overrides
 
 
+def holding_a_backend(**settings: Any) -> Any:
+    """A client inside a transaction: it holds its backend in either pool mode."""
+    connection = pymysql_connect(**settings)
+    connection.begin()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return connection
+
+
 def backend_thread_id(connection: Any) -> int:
     with connection.cursor() as cursor:
         cursor.execute("SELECT CONNECTION_ID()")
@@ -132,7 +141,7 @@ def test_borrow_times_out_with_error_9501_when_the_pool_is_full(stack):
     )
     with ProxyThread(config) as proxy:
         settings = tenant(stack, 4, proxy.endpoint("read_write"))
-        holders = [pymysql_connect(**settings) for _ in range(2)]
+        holders = [holding_a_backend(**settings) for _ in range(2)]
         try:
             with pytest.raises(pymysql.err.OperationalError) as caught:
                 pymysql_connect(**settings)
@@ -307,7 +316,7 @@ def test_a_tenant_past_max_backends_per_tenant_waits_while_others_are_served(sta
     )
     with ProxyThread(config) as proxy:
         endpoint = proxy.endpoint("read_write")
-        holder = pymysql_connect(**tenant(stack, 4, endpoint))
+        holder = holding_a_backend(**tenant(stack, 4, endpoint))
         try:
             with pytest.raises(pymysql.err.OperationalError) as caught:
                 pymysql_connect(**tenant(stack, 4, endpoint))
@@ -324,7 +333,7 @@ def test_a_full_target_hands_an_idle_backend_to_another_tenant_with_change_user(
     config = proxy_config_from_stack(stack.outputs, max_connections_percent=1)
     with ProxyThread(config) as proxy:
         endpoint = proxy.endpoint("read_write")
-        holder = pymysql_connect(**tenant(stack, 3, endpoint))  # takes one of the two
+        holder = holding_a_backend(**tenant(stack, 3, endpoint))  # takes one of the two
         try:
             with pymysql_connect(**tenant(stack, 4, endpoint)) as first:
                 handed_over = backend_thread_id(first)  # idle in user4's pool after this

@@ -26,6 +26,9 @@ COUNTER_NAMES = (
     "ClientErrorsNotLogged",
     "ClientLoginTimeouts",
     "ClientLoginsEvicted",
+    # Not RDS Proxy's: unanswered commands sent again after their backend died (transaction
+    # mode, retries_on_backend_loss).
+    "CommandsResentAfterBackendLoss",
 )
 
 
@@ -35,6 +38,7 @@ TENANT_COUNTER_NAMES = (
     "ClientConnectionsSetupSucceeded",
     "DatabaseConnectionRequests",
     "DatabaseConnectionsBorrowTimeouts",
+    "CommandsResentAfterBackendLoss",
 )
 
 

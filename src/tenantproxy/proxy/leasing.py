@@ -42,6 +42,11 @@ class LeaseRefused(Exception):
         self.error = error
 
 
+class _TargetFailed(Exception):
+    """The target's pool could not give a backend (its connect failed, or the pool closed):
+    another target of the endpoint may."""
+
+
 @dataclass
 class HeldBackend:
     """A leased backend, with the pool it goes back to and the target it runs on."""
@@ -66,7 +71,9 @@ async def lease_backend(
 
     A target that a new backend cannot reach is marked unhealthy at once (passive health) and
     the lease tried again on another healthy target of the endpoint, all within
-    connection_borrow_timeout_s: a replica that just died gets no more logins.
+    connection_borrow_timeout_s: a replica that just died gets no more logins. A target whose
+    pool fails otherwise (a backend lost during its connect, a pool closing) gets a health check
+    at once and the lease, too, moves on to another target.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + context.config.connection_borrow_timeout_s
@@ -80,6 +87,10 @@ async def lease_backend(
                     held = await _lease_on(context, target, db_user, profile, database)
         except TargetUnreachable as exc:
             set_target_health(target, False, cause=str(exc), log=context.log)
+            held = None
+        except _TargetFailed:
+            if target.request_check is not None:
+                target.request_check()
             held = None
         except TimeoutError:
             context.metrics.count("DatabaseConnectionsBorrowTimeouts", tenant=db_user)
@@ -146,7 +157,7 @@ async def _acquire(
         raise
     except (BackendError, PoolClosed) as exc:
         context.log.warning("no backend on %s: %s", target.target.name, exc)
-        raise LeaseRefused(mysql_errors.backend_unavailable(target.target.name)) from None
+        raise _TargetFailed from None
     return lease
 
 

@@ -104,6 +104,10 @@ class Multiplexer:
         self.is_held_by_session = False
         self._is_state_changed = False
         self._needs_reset = False
+        # Resends of unanswered commands after a backend's death (retries_on_backend_loss),
+        # left until the next answer the client sees.
+        self._retries = context.config.retries_on_backend_loss
+        self._resends_left = self._retries
 
     @property
     def is_pinned(self) -> bool:
@@ -220,6 +224,7 @@ class Multiplexer:
                     return
                 continue
             command, hint, start = self._sent.popleft() if self._sent else (0, None, b"")
+            self._resends_left = self._retries
             if command in _STATEMENT_ENDS:
                 self.statements.response_ended(command, start, end, backend)
             self._count_pins(self.state.observe(end, hint, start))
@@ -294,6 +299,44 @@ class Multiplexer:
             self.held.connection.mark_broken()
         self._on_failure(mysql_errors.backend_lost())
 
+    # -- a backend that dies ---------------------------------------------------------------------
+
+    def resend_after_loss(self) -> bool:
+        """The attached backend died: True when the client's unanswered commands go again, on
+        another backend with the session's state replayed (ProxySQL's query retries). Not when
+        anything tied the session to the dead backend (a transaction, a pin, a prepared
+        statement's cursor or long data), a byte of the answer reached the client, or the
+        resends for this command are spent: the client then gets ERROR 2013."""
+        relay, held = self.relay, self.held
+        if (
+            relay is None
+            or held is None
+            or self._resends_left <= 0
+            or self.state.is_pinned
+            or self.state.is_in_transaction
+            or self.statements.holds_backend
+            or not relay.take_unanswered()
+        ):
+            return False
+        self._resends_left -= 1
+        self.held = None
+        self._sent.clear()
+        self._cancel_hold_timer()
+        self.state.end_last_insert_id_hold()
+        held.connection.mark_broken()
+        give_back(self._context, held, is_reusable=False)
+        if held.target.request_check is not None:
+            held.target.request_check()  # the target may have died with it
+        self._context.metrics.count("CommandsResentAfterBackendLoss", tenant=self._db_user)
+        self._context.log.info(
+            "backend on %s lost before it answered: the command goes to another backend",
+            held.target.target.name,
+        )
+        if not self._is_leasing:
+            self._is_leasing = True
+            self._context.spawn(self._lease())
+        return True
+
     # -- giving it back -------------------------------------------------------------------------
 
     def release_if_idle(self) -> None:
@@ -306,7 +349,7 @@ class Multiplexer:
             or not relay.is_idle
             or self.statements.holds_backend
             or self.state.is_pinned
-            or self.state.transaction_state.strip("_")
+            or self.state.is_in_transaction
             or self.state.is_holding_last_insert_id
         ):
             return
@@ -326,7 +369,8 @@ class Multiplexer:
         return self._current_profile()
 
     def end(self) -> None:
-        """The session is over: its backend goes back, reset when it holds state."""
+        """The session is over: its backend goes back, reset when it holds state (a pin, or a
+        transaction the client left open: its rows must not reach the next client)."""
         self._cancel_hold_timer()
         relay = self.relay
         held = self.held
@@ -336,7 +380,7 @@ class Multiplexer:
         is_idle = relay.detach()
         self.relay = None
         self.held = None
-        if self.state.is_pinned or self._needs_reset or not is_idle:
+        if self.state.is_pinned or self.state.is_in_transaction or self._needs_reset or not is_idle:
             give_back(self._context, held, is_reusable=is_idle)
         else:
             self._give_back_clean(held)

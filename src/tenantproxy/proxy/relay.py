@@ -52,6 +52,21 @@ ANSWERED_BY_THE_PROXY = frozenset((Command.COM_QUIT, Command.COM_CHANGE_USER))
 REFUSED_BY_THE_PROXY = frozenset((Command.COM_BINLOG_DUMP, Command.COM_BINLOG_DUMP_GTID))
 _NOT_RELAYED = ANSWERED_BY_THE_PROXY | REFUSED_BY_THE_PROXY
 _FIRST_FRAGMENT_BYTES = HEADER_BYTES + MAX_PACKET_PAYLOAD_BYTES
+# Commands that may be sent again on another backend when theirs died before answering
+# (multiplexer.resend_after_loss): the ones whose whole effect is their answer or a state the
+# replay carries. A binary statement's ids and long data are tied to its backend.
+_RESENDABLE = frozenset(
+    (
+        Command.COM_QUERY,
+        Command.COM_INIT_DB,
+        Command.COM_PING,
+        Command.COM_FIELD_LIST,
+        Command.COM_STATISTICS,
+    )
+)
+# Unanswered commands kept for a resend, at most this many bytes in all (a bigger one is not
+# kept: the client gets ERROR 2013 for it, as without resends).
+_RESENDABLE_BYTES = 64 * 1024
 
 
 class SessionHooks(Protocol):
@@ -103,6 +118,9 @@ class Relay:
         self._editor: ResponseEditor | None = None
         # Client bytes, from a command on, that wait for a backend (transaction mode).
         self._waiting: bytes | None = None
+        # The commands sent since the backend last had nothing on its way (whole packets), while
+        # all of them may be sent again; None once one may not (transaction mode only).
+        self._unanswered: list[bytes] | None = None
         # True once a byte of the current response went to the client (for ERROR 2013).
         self.has_answered = False
         # Told (with the target's name) when the responses on their way have all ended.
@@ -137,6 +155,7 @@ class Relay:
         backend.on_lost = self._session.backend_lost
         backend.on_pause_writing = self._client.pause_reading
         backend.on_resume_writing = self._client.resume_reading
+        self._unanswered = [] if editor is not None else None
 
     def detach(self) -> bool:
         """Stops relaying to the attached backend; True when it can serve another client."""
@@ -144,6 +163,7 @@ class Relay:
         if backend is None or tracker is None:
             return False
         self._backend = self._tracker = self._editor = None
+        self._unanswered = None
         backend.relay_sink = None
         backend.on_lost = backend.on_pause_writing = backend.on_resume_writing = None
         transport = backend.transport
@@ -162,6 +182,18 @@ class Relay:
         if watch is not None and self._tracker is not None and self._tracker.is_idle:
             self._idle_watch = None
             watch(self._target_name)
+
+    def take_unanswered(self) -> bool:
+        """After the attached backend died: True when every command sent to it since it was
+        last idle can be sent again and none of its answer reached the client. The relay is
+        then detached, with those commands waiting (ahead of any later byte) for ``go_on``."""
+        unanswered = self._unanswered
+        if not unanswered or self.has_answered or self._is_dropping_fragments:
+            return False
+        self.detach()
+        self._waiting = b"".join(unanswered) + self._splitter.take_buffered()
+        self._client.pause_reading()
+        return True
 
     def go_on(self) -> None:
         """A backend was attached for the bytes that waited: they go on to it."""
@@ -209,7 +241,7 @@ class Relay:
             # The usual case: the chunk is exactly one small command the proxy does not answer.
             if self._backend is None and not self._attach_or_wait(data):
                 return
-            self._command_sent(data[4:])
+            self._command_sent(data[4:], raw=data)
             self._write_to_backend([data])
             return
         try:
@@ -228,6 +260,8 @@ class Relay:
             if packet.is_continuation and self._is_dropping_fragments:
                 self._drop_fragment(packet)
                 continue
+            if packet.is_continuation or packet.has_more_fragments:
+                self._unanswered = None  # over 16 MiB: never kept for a resend
             if not packet.is_continuation:
                 if self._tracker is not None and self._tracker.is_awaiting_local_infile:
                     self._tracker.local_infile_packet_sent(len(packet.payload))
@@ -264,7 +298,7 @@ class Relay:
                     forward = []
                     if not self._attach_or_wait(_raw(packets[index:])):
                         return
-                self._command_sent(packet.payload)
+                self._command_sent(packet.payload, raw=packet.raw)
             forward.append(packet.raw)
         self._write_to_backend(forward)
 
@@ -374,9 +408,13 @@ class Relay:
         payload = packet.payload
         return bool(payload) and packet.sequence_id == 0 and payload[0] not in ANSWERED_BY_THE_PROXY
 
-    def _command_sent(self, payload: bytes, statement_id: int | None = None) -> None:
+    def _command_sent(
+        self, payload: bytes, statement_id: int | None = None, raw: bytes | None = None
+    ) -> None:
         """Tells the tracker (and the multiplexer) of a command on its way to the backend;
-        ``statement_id``: the id the client's PREPARE_OK shows."""
+        ``statement_id``: the id the client's PREPARE_OK shows; ``raw``: the whole packet, when
+        it is one the relay may send again (``take_unanswered``)."""
+        self._keep_unanswered(payload[0], raw)
         if self._editor is not None:
             self._editor.command_sent(payload[:16], statement_id=statement_id)
         else:
@@ -385,6 +423,19 @@ class Relay:
         self.has_answered = False
         if self._multiplexer is not None:
             self._multiplexer.command_sent(payload)
+
+    def _keep_unanswered(self, command: int, raw: bytes | None) -> None:
+        unanswered = self._unanswered
+        if unanswered is None:
+            return
+        if (
+            raw is None
+            or command not in _RESENDABLE
+            or sum(map(len, unanswered)) + len(raw) > _RESENDABLE_BYTES
+        ):
+            self._unanswered = None
+        else:
+            unanswered.append(raw)
 
     def _answer_here(self, packet: WirePacket, later: list[WirePacket]) -> None:
         payload = packet.payload
@@ -426,6 +477,8 @@ class Relay:
         if out:
             self.has_answered = True
             self._client.write(out)
+            # Answered: from here only commands sent after the backend was idle may go again.
+            self._unanswered = [] if editor.tracker.is_idle else None
         if self._idle_watch is not None:
             self._tell_idle_watch()
         if editor.ends:
@@ -434,6 +487,7 @@ class Relay:
     def _backend_broke(self, exc: ProtocolError) -> None:
         self._log.warning("backend broke the protocol: %s", exc)
         assert self._backend is not None
+        self._unanswered = None  # what it sent cannot be trusted: no resend
         self._backend.mark_broken()
         self._session.backend_lost()
 

@@ -181,6 +181,12 @@ class SessionState:
     def is_pinned(self) -> bool:
         return bool(self.pins)
 
+    @property
+    def is_in_transaction(self) -> bool:
+        """A transaction is open (or its characteristics are set for the next one), as the
+        server's session tracking last reported."""
+        return bool(self.transaction_state.strip("_") or self.transaction_characteristics)
+
     def observe(
         self, end: ResponseEnd, hint: PinReason | None = None, statement: bytes = b""
     ) -> list[PinReason]:
@@ -272,8 +278,7 @@ class SessionState:
             or local_infile
             or self.pins
             or self._hold_left
-            or self.transaction_state.strip("_")
-            or self.transaction_characteristics
+            or self.is_in_transaction
         )
 
 
