@@ -24,6 +24,7 @@ The spans file holds one JSON object per line (:func:`span_record`)::
 from __future__ import annotations
 
 import json
+import random
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -33,8 +34,17 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, set_span_in_context
+from opentelemetry.trace import (
+    INVALID_SPAN_ID,
+    INVALID_TRACE_ID,
+    Span,
+    SpanKind,
+    Status,
+    StatusCode,
+    set_span_in_context,
+)
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 # The connect attribute (and the W3C header) that carries the trace context.
@@ -149,6 +159,30 @@ def context_from_traceparent(value: str | None) -> Context | None:
     return context if context else None
 
 
+class PrivateRandomIds(IdGenerator):
+    """Trace and span ids from a ``random.Random`` of the tracer's own (seeded from the OS), not
+    the ``random`` module's: that one is the program's, which may seed it (a load test, for
+    repeatable runs) and then must not see a tracer draw from it in between."""
+
+    def __init__(self) -> None:
+        self._random = random.Random()
+
+    def generate_span_id(self) -> int:
+        return self._nonzero_bits(64, INVALID_SPAN_ID)
+
+    def generate_trace_id(self) -> int:
+        return self._nonzero_bits(128, INVALID_TRACE_ID)
+
+    def is_trace_id_random(self) -> bool:
+        return True
+
+    def _nonzero_bits(self, bits: int, invalid: int) -> int:
+        value = self._random.getrandbits(bits)
+        while value == invalid:
+            value = self._random.getrandbits(bits)
+        return value
+
+
 def start_tracing(
     service_name: str,
     *,
@@ -165,6 +199,7 @@ def start_tracing(
     provider = TracerProvider(
         resource=Resource.create({"service.name": service_name}),
         sampler=ParentBased(TraceIdRatioBased(min(sample_ratio, 1.0))),
+        id_generator=PrivateRandomIds(),
     )
     delay_ms = flush_interval_s * 1000
     if spans_file is not None:
