@@ -205,3 +205,42 @@ def test_metrics_count_each_stage_s_requests_by_status(
     assert noproxy["in_flight"] == 0
     assert noproxy["in_flight_peak_since_last_scrape"] == 1
     assert api.get("/healthz").status_code == 200
+
+
+def _replica_status(stack: Any) -> dict[str, tuple[int, int]]:
+    """Per no-proxy replica: (Threads_connected, Aborted_clients), the admin's own included."""
+    figures = {}
+    for endpoint in stack.outputs["NoProxyReplicaEndpoints"]:
+        connection = stack.admin_connect(endpoint)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SHOW GLOBAL STATUS WHERE Variable_name IN "
+                    "('Threads_connected', 'Aborted_clients')"
+                )
+                status = {name: int(value) for name, value in cursor.fetchall()}
+        finally:
+            connection.close()
+        figures[endpoint] = (status["Threads_connected"], status["Aborted_clients"])
+    return figures
+
+
+def test_each_invocation_says_goodbye_with_com_quit_and_leaves_no_connection(
+    stack: Any, api: httpx.Client
+) -> None:
+    # The invocation answers without waiting for the server's side of the close; the server
+    # must still get COM_QUIT (MariaDB counts a client gone without it in Aborted_clients).
+    before = _replica_status(stack)
+    for _ in range(6):
+        assert api.get("/no_proxy_stage", params={"tenant": TENANT}).status_code == 200
+    for _ in range(50):  # the connections end in the background: 5 s at most
+        after = _replica_status(stack)
+        if all(after[e][0] <= before[e][0] for e in before):
+            break
+        threading.Event().wait(0.1)
+    assert {e: figures[0] for e, figures in after.items()} == {
+        e: figures[0] for e, figures in before.items()
+    }
+    assert {e: figures[1] for e, figures in after.items()} == {
+        e: figures[1] for e, figures in before.items()
+    }
