@@ -192,3 +192,30 @@ def test_a_traceparent_header_makes_invoke_a_child_of_the_callers_span(
     (root,) = roots
     assert root["parent_id"] == caller_span and root["service"] == "accessapi"
     assert root["attributes"]["tenantproxy.stage"] == "noproxy"
+
+
+def test_a_request_locust_did_not_sample_leaves_no_span_in_the_access_api_or_the_proxy(
+    stack: RunningStack,
+) -> None:
+    # What Locust sends for a request it does not sample: the stack traces every request
+    # of its own (trace_sample_ratio = 1) but follows the caller's decision.
+    with tokens_required_for(stack.outputs, [f"user{API_TENANT}"]):
+        headers = {}
+        for flags in ("00", "01"):  # the sampled one after: its spans come after any of the other
+            trace_id = secrets.token_hex(16)
+            headers[flags] = trace_id
+            response = httpx.get(
+                f"{stack.outputs['APIGatewayURL']}/proxy_stage", params={"tenant": API_TENANT},
+                headers={"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-{flags}"},
+                timeout=30,
+            )  # fmt: skip
+            assert response.status_code == 200, response.text
+    traces_dir, deadline = Path(stack.outputs["TracesDir"]), time.monotonic() + 20
+    # The proxy's spans of the sampled request: the proxy's exporter has passed the other's too.
+    while {s["service"] for s in read_spans(sorted(traces_dir.glob("*.jsonl")))
+           if s["trace_id"] == headers["01"]} != {"accessapi", "proxy"}:  # fmt: skip
+        assert time.monotonic() < deadline, "the sampled request's spans never came"
+        time.sleep(0.2)
+
+    spans = read_spans(sorted(traces_dir.glob("*.jsonl")))
+    assert [s for s in spans if s["trace_id"] == headers["00"]] == []

@@ -107,6 +107,13 @@ def _run_time(ctx: click.Context, param: click.Parameter, value: str) -> int:
     help="Tenants the users pick from, 0..N-1 (default: all of the stack's).",
 )
 @click.option(
+    "--trace-sample-ratio",
+    type=click.FloatRange(min=0, max=1),
+    default=None,
+    help="Share of the requests traced end to end, decided by Locust for the whole trace "
+    "(default: the stack's trace_sample_ratio).",
+)
+@click.option(
     "--sweep",
     "sweep_text",
     default=None,
@@ -134,6 +141,7 @@ def command(
     wait_max_s: float,
     sample_interval_s: float,
     tenants: int | None,
+    trace_sample_ratio: float | None,
     sweep_text: str | None,
     state_dir: Path,
 ) -> None:
@@ -158,6 +166,7 @@ def command(
             wait_max_s=wait_max_s,
             sample_interval_s=sample_interval_s,
             tenants=tenants,
+            trace_sample_ratio=trace_sample_ratio,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

@@ -22,8 +22,9 @@ class UserSettings:
     wait_min_s: float = 5.0
     wait_max_s: float = 9.0
     tenants: int = 200
-    # Requests Locust traces itself (its span, then a ``traceparent`` header): the share, and
-    # the folder of its ``locust-<pid>.jsonl`` files; no folder, no spans.
+    # Requests Locust traces (its span, and a sampled ``traceparent`` header; the others get an
+    # unsampled one): the share, and the folder of its ``locust-<pid>.jsonl`` files; no folder,
+    # no spans and no header.
     trace_sample_ratio: float = 0.0
     spans_dir: str = ""
 

@@ -4,10 +4,12 @@ passes the settings in the environment (see ``locust_env``).
 
 A non-2xx response is a failure (Locust's default), so the no-proxy stage's 500s show as failures.
 
-A sampled request (``trace_sample_ratio``) is the root of its trace: Locust sends a W3C
-``traceparent`` header naming its own span and, once answered, writes that span (service
-``locust``, the format of observability/tracing.py) to ``<spans_dir>/locust-<pid>.jsonl``. Plain
-JSON, not OpenTelemetry's SDK: its batch thread does not belong in gevent's processes.
+Locust decides which requests are traced (``trace_sample_ratio``), for the whole trace: with a
+spans folder, every request carries a W3C ``traceparent`` header with that decision, so the access
+API and the proxy record the sampled requests and nothing of the others (their samplers follow
+the parent). A sampled request is the root of its trace: once answered, Locust writes its own span
+(service ``locust``, the format of observability/tracing.py) to ``<spans_dir>/locust-<pid>.jsonl``.
+Plain JSON, not OpenTelemetry's SDK: its batch thread does not belong in gevent's processes.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ SETTINGS = UserSettings.from_environ(os.environ)
 
 
 def _span_file() -> Path | None:
-    if not SETTINGS.spans_dir or SETTINGS.trace_sample_ratio <= 0:
+    if not SETTINGS.spans_dir:
         return None
     Path(SETTINGS.spans_dir).mkdir(parents=True, exist_ok=True)
     return Path(SETTINGS.spans_dir) / f"locust-{os.getpid()}.jsonl"
@@ -62,10 +64,14 @@ class TenantUser(FastHttpUser):
 
     def _get(self, path: str, stage: str) -> None:
         url = f"{path}?tenant={self._tenant()}"
-        if SPAN_FILE is None or random.random() >= SETTINGS.trace_sample_ratio:
+        if SPAN_FILE is None:
             self.client.get(url, name=stage)
             return
         trace_id, span_id = secrets.token_hex(16), secrets.token_hex(8)
+        if random.random() >= SETTINGS.trace_sample_ratio:
+            # Not sampled: the callee records nothing of it (flags 00) instead of sampling anew.
+            self.client.get(url, name=stage, headers={"traceparent": f"00-{trace_id}-{span_id}-00"})
+            return
         started = time.time_ns()
         response = self.client.get(
             url, name=stage, headers={"traceparent": f"00-{trace_id}-{span_id}-01"}

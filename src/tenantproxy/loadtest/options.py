@@ -23,6 +23,9 @@ class LoadTestOptions:
     sample_interval_s: float = 5.0
     tenants: int | None = None  # None: the stack's
     stop_timeout_s: int = 10
+    # Share of the requests traced end to end, decided by Locust; None: the stack's
+    # trace_sample_ratio.
+    trace_sample_ratio: float | None = None
 
     def __post_init__(self) -> None:
         if self.users < 1 or self.spawn_rate <= 0 or self.run_time_s < 1:
@@ -31,6 +34,8 @@ class LoadTestOptions:
             raise ValueError("workers must be 0 (no master/worker mode) or more")
         if self.sample_interval_s <= 0:
             raise ValueError("the sample interval must be positive")
+        if self.trace_sample_ratio is not None and not 0 <= self.trace_sample_ratio <= 1:
+            raise ValueError("the trace sample ratio must be between 0 and 1")
 
 
 def parse_run_time(text: str) -> int:

@@ -127,6 +127,12 @@ def machine() -> dict[str, Any]:
     }
 
 
+def trace_ratio(options: LoadTestOptions, settings: Mapping[str, Any]) -> float:
+    if options.trace_sample_ratio is not None:
+        return options.trace_sample_ratio
+    return min(float(settings.get("trace_sample_ratio", 0.0)), 1.0)
+
+
 def run(options: LoadTestOptions, say: Callable[[str], None] = print) -> RunResult:
     """One load test against the stack in ``options.state_dir``; returns where it is."""
     state_dir = options.state_dir.absolute()
@@ -138,9 +144,10 @@ def run(options: LoadTestOptions, say: Callable[[str], None] = print) -> RunResu
         options.wait_min_s,
         options.wait_max_s,
         tenants,
-        # Locust samples at the stack's ratio and writes its spans beside the stack's processes'
-        # (collect_traces reads the folder): each trace then starts at the measured request.
-        trace_sample_ratio=min(float(settings.get("trace_sample_ratio", 0.0)), 1.0),
+        # Locust samples (at the stack's ratio unless told) and writes its spans beside the
+        # stack's processes' (collect_traces reads the folder): each trace then starts at the
+        # measured request, and the unsampled ones cost the stack no spans.
+        trace_sample_ratio=trace_ratio(options, settings),
         spans_dir=str(outputs.get("TracesDir") or ""),
     )
     started = datetime.now(UTC)
@@ -157,6 +164,7 @@ def run(options: LoadTestOptions, say: Callable[[str], None] = print) -> RunResu
         "outputs": {k: outputs[k] for k in OUTPUTS_TO_RECORD if k in outputs},
         "machine": machine(),
         "locust_address": plan.web_address,
+        "trace_sample_ratio": user.trace_sample_ratio,
     }  # fmt: skip
     _write_json(run_dir / RUN_FILE, record)
     say(f"run folder: {run_dir}")

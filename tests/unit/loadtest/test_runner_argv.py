@@ -10,6 +10,7 @@ import pytest
 from tenantproxy.loadtest.locust_env import UserSettings
 from tenantproxy.loadtest.locust_processes import LOCUSTFILE, deadline_s, locust_plan
 from tenantproxy.loadtest.options import LoadTestOptions, parse_run_time
+from tenantproxy.loadtest.runner import trace_ratio
 
 RUN_DIR = Path("/runs/1")
 HOST_URL = "http://127.0.0.1:8080"
@@ -92,3 +93,13 @@ def test_user_settings_travel_through_the_environment() -> None:
 def test_user_settings_refuse_a_max_wait_below_the_min() -> None:
     with pytest.raises(ValueError):
         UserSettings(wait_min_s=2.0, wait_max_s=1.0)
+
+
+def test_locust_samples_at_the_stacks_ratio_unless_the_run_names_its_own() -> None:
+    stack = {"trace_sample_ratio": 1.0}
+    assert trace_ratio(LoadTestOptions(), stack) == 1.0
+    assert trace_ratio(LoadTestOptions(trace_sample_ratio=0.1), stack) == 0.1
+    assert trace_ratio(LoadTestOptions(trace_sample_ratio=0.0), stack) == 0.0
+    assert trace_ratio(LoadTestOptions(), {}) == 0.0
+    with pytest.raises(ValueError, match="trace sample ratio"):
+        LoadTestOptions(trace_sample_ratio=1.5)
