@@ -112,7 +112,6 @@ class PinReason(enum.Enum):
     UNTRACKED_VARIABLE = "untracked_variable"
     SESSION_TRACKING = "session_tracking"
     SCHEMA_DROPPED = "schema_dropped"
-    PREPARED_STATEMENT = "prepared_statement"  # binary, while the registry is not used
 
 
 @dataclass(frozen=True, slots=True)

@@ -222,3 +222,32 @@ def test_a_reset_connection_forgets_every_statement():
     client.reset()
     with pytest.raises(UnknownStatement):
         client.route(execute(client_id, 2, None), backend)
+
+
+def test_the_backend_cache_closes_the_least_recently_used_statement():
+    backend = BackendStatements(2)
+    first, second, third = (None, b"SELECT 1"), (None, b"SELECT 2"), (None, b"SELECT 3")
+    assert backend.add(first, 1, TYPES) == []
+    assert backend.add(second, 2, TYPES) == []
+    assert backend.server_id(first) == 1  # used again: the second is now the oldest
+    assert backend.add(third, 3) == [close_payload(2)]
+    assert (backend.server_id(first), backend.server_id(second), backend.server_id(third)) == (
+        1,
+        None,
+        3,
+    )
+    assert backend.types_of(2) is None and backend.types_of(1) == TYPES
+    assert backend.add(first, 4) == [close_payload(1)]  # prepared again: the old id goes
+
+
+def test_a_reset_clears_a_backends_statements_so_the_next_execute_prepares_again():
+    client, backend = ClientStatements(), BackendStatements(8)
+    client_id = prepared(client, backend, server_id=4)
+    backend.types_sent(4, TYPES)
+    backend.prepare_sent(client.prepare_sent("db", b"\x16SELECT 2"))
+    backend.clear()
+    assert len(backend) == 0 and backend.types_of(4) is None
+    assert not backend.is_last_prepared(("db", b"SELECT 2"))
+    routed = client.route(execute(client_id, 2, None, VALUES), backend)
+    assert routed.prepare == b"\x16" + SQL
+    assert routed.payload == execute(LAST_PREPARED, 2, None, VALUES)
