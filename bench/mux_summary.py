@@ -122,12 +122,17 @@ def print_many_clients(console: Console, part: dict[str, Any]) -> None:
         ("p50 ms", lambda r: _fmt(r["p50_ms"], "{:.3f}")),
         ("p99 ms", lambda r: _fmt(r["p99_ms"], "{:.3f}")),
         ("peak tenant conns per replica", lambda r: " / ".join(str(p) for p in r["peaks"])),
-        ("peak ÷ cap", lambda r: f"{max(r['peaks']) / cap:.2f}"),
+        ("peak ÷ proxy cap", lambda r: _fmt(_over_cap(r, cap), "{:.2f}")),
         ("proxy µs/q", lambda r: _fmt(r["proxy_us_per_query"], "{:.1f}")),
         ("mariadbd µs/q", lambda r: _fmt(r["servers_us_per_query"], "{:.1f}")),
         ("clients µs/q", lambda r: _fmt(r["clients_us_per_query"], "{:.1f}")),
     ]
     _print(console, title, rows, columns, group_key=None)
+
+
+def _over_cap(row: Run, cap: int) -> float | None:
+    """Peak backends per replica ÷ the proxy's cap; direct clients are not under that cap."""
+    return max(row["peaks"]) / cap if row["mode"] != "direct" else None
 
 
 def print_idle_busy(console: Console, part: dict[str, Any]) -> None:

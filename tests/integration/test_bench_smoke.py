@@ -53,3 +53,24 @@ def test_the_login_benchmark_measures_every_mode(tmp_path: Path) -> None:
     runs = runs_in(run_bench("login.py", tmp_path, *args))
     assert len({run["mode"] for run in runs}) == 4
     assert all(is_clean(run) for run in runs), runs
+
+
+def test_the_multiplex_benchmark_measures_every_part(tmp_path: Path) -> None:
+    args = (
+        *("--clients", "60", "--per-process", "30", "--a-max-connections", "20"),
+        *("--a-seconds", "2", "--a-direct-seconds", "1"),
+        *("--idle", "20", "--idle-think-s", "1", "--rounds", "1", "--seconds", "1"),
+        *("--c-rounds", "1", "--c-seconds", "1"),
+    )
+    report = run_bench("multiplex.py", tmp_path, *args)
+    proxied, direct = report["many_clients"]["runs"]
+    assert (proxied["mode"], proxied["logged_in"], proxied["errors"]) == ("proxy txn", 60, 0)
+    cap = report["many_clients"]["backend_cap"]
+    peaks = [replica["peak"] for replica in proxied["backends"].values()]
+    assert all(peak <= cap for peak in peaks) and sum(peaks) > 0, (peaks, cap)
+    # More clients than one replica takes: the rest are refused with ERROR 1040, nothing else.
+    assert direct["mode"] == "direct" and set(direct["login_errors"]) == {"1040"}
+    for part in ("idle_busy", "point_select"):
+        runs = report[part]["runs"]
+        assert {run["mode"] for run in runs} == {"direct", "proxy session", "proxy txn"}
+        assert all(run["errors"] == 0 and run["returncode"] == 0 for run in runs), runs
