@@ -173,8 +173,12 @@ class Worker:
         self.is_stopping = False
 
     async def run(self, tally: Tally) -> None:
+        # The first pause is a random part of a whole one: the clients do not all start thinking
+        # at once, and a mostly idle one with a long think still queries in a short run.
+        pause_s = self._rng.uniform(0, self._think_s[1])
         while not self.is_stopping:
-            await asyncio.sleep(self._rng.uniform(*self._think_s))
+            await asyncio.sleep(pause_s)
+            pause_s = self._rng.uniform(*self._think_s)
             sql = f"SELECT * FROM mytable WHERE ID = {self._rng.randint(1, self._id_max)}"
             self.is_querying = True
             started = time.perf_counter()
