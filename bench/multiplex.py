@@ -7,11 +7,12 @@ logins; every proxy is a ``tenantproxy proxy run`` the benchmark starts with an 
 
 a) many clients: ``--clients`` (2,000) long-lived connections, spread over client processes
    (bench/mux_clients.py, ``--per-process`` each) and the tenants, all logged in first, then each
-   thinking 0.2-1 s before every point select, for ``--a-seconds`` (60), through the read-only
-   endpoint of a transaction-mode proxy, on replicas with ``max_connections`` =
+   thinking ``--a-think-s`` (1-3 s) before every point select, for ``--a-seconds`` (60), through
+   the read-only endpoint of a transaction-mode proxy, on replicas with ``max_connections`` =
    ``--a-max-connections`` (100). The servers are sampled throughout (tenants' rows of
    PROCESSLIST, Threads_connected). Then the same clients straight to one replica, for
-   ``--a-direct-seconds``: how many are refused with ERROR 1040.
+   ``--a-direct-seconds``: how many are refused with ERROR 1040. "q/s ÷ offered" divides the
+   rate reached by clients ÷ mean think: below 1, latency (or a saturated proxy) slowed them.
 b) idle + busy: ``--idle`` (100,1000) connections that stay logged in and run a point select
    every ``--idle-think-s`` (10 s, ±50 %; 0: never), and 32 busy sysbench threads running point
    selects for ``--seconds``: direct (both replicas, round robin) vs proxy session mode vs proxy
@@ -25,7 +26,7 @@ ratios are paired per round (bench/README.md). JSON goes to bench/results/multip
 
     .venv/bin/python bench/multiplex.py [--parts a,b,c] [--clients 2000] [--a-seconds 60]
         [--idle 100,1000] [--rounds 3] [--seconds 4] [--c-rounds 5] [--c-seconds 4]
-    .venv/bin/python bench/multiplex.py --idle 100,1000,5000 --rounds 3 --seconds 10   # full b
+    .venv/bin/python bench/multiplex.py --parts b --idle 100,1000,5000 --rounds 3 --seconds 10
 """
 
 from __future__ import annotations
@@ -58,7 +59,6 @@ RESULTS_DIR = Path(__file__).with_name("results")
 TENANTS = 4
 ROWS = 1000
 WARM_UP_S = 1.0
-THINK_S = (0.2, 1.0)  # part a: as tests/integration/test_many_clients.py
 SAMPLE_S = 0.25  # how often the servers' connections are counted
 TOO_MANY_CONNECTIONS = "1040"
 
@@ -185,7 +185,7 @@ def many_clients_part(state_dir: Path, args: argparse.Namespace) -> dict[str, An
             "replica_max_connections": max_connections,
             "backend_cap": backend_cap(stack, max_connections),
             "direct_target": first_name,
-            "think_s": THINK_S,
+            "think_s": args.a_think_s,
             "runs": runs,
         }
 
@@ -200,7 +200,7 @@ def clients_run(
 ) -> dict[str, Any]:
     pids = server_pids(stack) | ({"proxy": proxy.pid} if proxy else {})
     fleet = ClientFleet(
-        endpoints, logins, args.clients, THINK_S, per_process=args.per_process, id_max=ROWS
+        endpoints, logins, args.clients, args.a_think_s, per_process=args.per_process, id_max=ROWS
     )
     with ServerSampler(stack, list(stack.replicas), SAMPLE_S) as sampler, fleet:
         fleet.wait_ready()
@@ -385,6 +385,12 @@ def parse_args() -> argparse.Namespace:
     add("--a-direct-seconds", type=float, default=10.0, help="a: seconds straight to a replica")
     add("--a-max-connections", type=int, default=100, help="a: the replicas' max_connections")
     add("--a-rounds", type=int, default=1, help="a: rounds (1)")
+    add(
+        "--a-think-s",
+        type=lambda text: tuple(float(part) for part in text.split(",")),
+        default=(1.0, 3.0),
+        help="a: each client's pause before each query, uniform in LOW,HIGH seconds (1,3)",
+    )
     add("--idle", type=numbers, default=[100, 1000], help="b: idle client counts (100,1000)")
     add("--idle-think-s", type=float, default=10.0, help="b: an idle client's mean think (10)")
     add("--busy", type=int, default=32, help="b: busy sysbench threads (32)")

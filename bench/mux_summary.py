@@ -107,6 +107,7 @@ def print_many_clients(console: Console, part: dict[str, Any]) -> None:
         row["other_errors"] = sum(r["errors"] - r["refused_1040"] for r in mine)
     cap = part["backend_cap"]
     low, high = part["think_s"]
+    mean_think_s = (low + high) / 2
     title = (
         f"a) long-lived clients, a point select every {low:g}-{high:g} s; replicas'"
         f" max_connections {part['replica_max_connections']}, proxy cap per replica {cap};"
@@ -119,6 +120,7 @@ def print_many_clients(console: Console, part: dict[str, Any]) -> None:
         ("ERROR 1040", lambda r: _fmt(r["refused_1040"], "{:,.0f}")),
         ("other errors", lambda r: str(r["other_errors"])),
         ("q/s", lambda r: _fmt(r["queries_per_s"], "{:,.0f}")),
+        ("q/s ÷ offered", lambda r: _fmt(_reached(r, mean_think_s), "{:.2f}")),
         ("p50 ms", lambda r: _fmt(r["p50_ms"], "{:.3f}")),
         ("p99 ms", lambda r: _fmt(r["p99_ms"], "{:.3f}")),
         ("peak tenant conns per replica", lambda r: " / ".join(str(p) for p in r["peaks"])),
@@ -128,6 +130,12 @@ def print_many_clients(console: Console, part: dict[str, Any]) -> None:
         ("clients µs/q", lambda r: _fmt(r["clients_us_per_query"], "{:.1f}")),
     ]
     _print(console, title, rows, columns, group_key=None)
+
+
+def _reached(row: Run, mean_think_s: float) -> float | None:
+    """The rate reached ÷ the rate offered: logged-in clients ÷ their mean think, the q/s if
+    every answer came at once."""
+    return row["queries_per_s"] / (row["logged_in"] / mean_think_s) if row["logged_in"] else None
 
 
 def _over_cap(row: Run, cap: int) -> float | None:
