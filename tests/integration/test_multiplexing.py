@@ -11,6 +11,7 @@ from typing import Any
 import pymysql
 import pytest
 
+from tenantproxy.proxy.session_state import TRACKED_VARIABLES
 from tests.integration.clients import ca_path, pymysql_connect
 from tests.integration.proxy_thread import ProxyThread, proxy_config_from_stack
 
@@ -128,6 +129,95 @@ def test_tracked_variables_follow_their_client_while_others_set_other_values(sta
     finally:
         for client in [me, *others]:
             client.close()
+
+
+# Every variable the proxy carries (session_state.TRACKED_VARIABLES): the value one client sets,
+# and the value the other clients set meanwhile.
+EVERY_TRACKED_SETTING = {
+    "autocommit": ("0", "1"),
+    "auto_increment_increment": ("7", "3"),
+    "auto_increment_offset": ("5", "2"),
+    "character_set_client": ("'latin1'", "'utf8mb3'"),
+    "character_set_connection": ("'latin1'", "'ascii'"),
+    "character_set_database": ("'latin1'", "'ascii'"),
+    "character_set_results": ("'latin1'", "'ascii'"),
+    "character_set_server": ("'latin1'", "'ascii'"),
+    "collation_connection": ("'latin1_bin'", "'utf8mb4_unicode_ci'"),
+    "collation_database": ("'latin1_bin'", "'utf8mb4_unicode_ci'"),
+    "collation_server": ("'latin1_bin'", "'ascii_bin'"),
+    "interactive_timeout": ("1234", "2345"),
+    "max_statement_time": ("55.5", "12.25"),
+    "net_read_timeout": ("77", "88"),
+    "net_write_timeout": ("66", "99"),
+    "query_cache_type": ("'DEMAND'", "'OFF'"),
+    "sql_mode": ("'ANSI_QUOTES'", "'NO_BACKSLASH_ESCAPES,STRICT_TRANS_TABLES'"),
+    "time_zone": ("'+03:00'", "'-05:00'"),
+    "transaction_isolation": ("'SERIALIZABLE'", "'READ-COMMITTED'"),
+    "transaction_read_only": ("1", "0"),
+    "tx_isolation": ("'SERIALIZABLE'", "'READ-COMMITTED'"),
+    "tx_read_only": ("1", "0"),
+    "wait_timeout": ("1234", "321"),
+}
+OTHER_CLIENTS = 50
+
+
+def direct_answer(stack: Any, sql: str) -> tuple[str, Any]:
+    """("value", what SELECT @@SESSION.x gives after ``sql``) straight to MariaDB, or
+    ("error", its code) when MariaDB refuses ``sql``."""
+    with (
+        pymysql_connect(
+            endpoint=stack.proxy_writer,
+            user=f"user{TENANT}",
+            password=stack.secret(f"user{TENANT}").password,
+            database=f"user_database{TENANT}",
+            ca_file=ca_path(stack.outputs),
+            autocommit=True,
+        ) as direct,
+        direct.cursor() as cursor,
+    ):
+        name = sql.split()[2]
+        try:
+            cursor.execute(sql)
+        except pymysql.MySQLError as exc:
+            return ("error", exc.args[0])
+        cursor.execute(f"SELECT @@SESSION.{name}")
+        return ("value", cursor.fetchone()[0])
+
+
+def test_every_tracked_variable_follows_its_client_while_50_others_set_other_values(stack, proxy):
+    assert set(EVERY_TRACKED_SETTING) == TRACKED_VARIABLES
+    pins_before = pins(proxy)
+    others = [connect(stack, proxy) for _ in range(OTHER_CLIENTS)]
+    refused = {}
+    try:
+        for name, (mine, theirs) in EVERY_TRACKED_SETTING.items():
+            kind, expected = direct_answer(stack, f"SET SESSION {name} = {mine}")
+            with connect(stack, proxy) as me, me.cursor() as cursor:
+                if kind == "error":  # not a variable of this server: refused alike
+                    with pytest.raises(pymysql.MySQLError) as caught:
+                        cursor.execute(f"SET SESSION {name} = {mine}")
+                    assert caught.value.args[0] == expected
+                    refused[name] = expected
+                    continue
+                cursor.execute(f"SET SESSION {name} = {mine}")
+                for _ in range(2):
+                    for other in others:
+                        one(other, f"SET SESSION {name} = {theirs}")
+                    cursor.execute(f"SELECT @@SESSION.{name}, 1")
+                    assert cursor.fetchone() == (expected, 1), name
+                if name == "autocommit":
+                    me.rollback()
+        assert pins(proxy) == pins_before
+        # MariaDB 10.11 has MySQL's transaction_* names only from 11.1 on (1193), and with
+        # the query cache off globally (its default) a session cannot turn it on (1925).
+        assert refused == {
+            "transaction_isolation": 1193,
+            "transaction_read_only": 1193,
+            "query_cache_type": 1925,
+        }
+    finally:
+        for other in others:
+            other.close()
 
 
 def test_set_names_is_carried_with_its_collation(stack, proxy):
