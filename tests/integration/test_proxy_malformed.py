@@ -14,6 +14,7 @@ import pytest
 
 from tenantproxy.wire.mysql.framing import encode_packet
 from tests.integration.bystander import undisturbed_client
+from tests.integration.clients import ca_path
 from tests.integration.proxy_thread import ProxyThread, proxy_config_from_stack
 from tests.integration.raw_client import RawClient, errors_in
 
@@ -109,3 +110,52 @@ def test_a_client_that_drops_mid_result_leaves_the_others_alone(stack, proxy, by
     client.send(encode_packet(b"\x03SELECT REPEAT('x', 4000000)", 0)[0])
     client.sock.recv(10)
     client.close()
+
+
+# Prepared-statement commands too short for what they must carry, then a COM_PING: MariaDB
+# answers some with an error and the others not at all, and goes on.
+CUT_SHORT = [
+    b"\x17\x01",  # COM_STMT_EXECUTE: ERROR 1835
+    b"\x17\x01\x00\x00\x00\x00",  # without its iteration count: ERROR 1835
+    b"\xfa\x01\x00",  # COM_STMT_BULK_EXECUTE: ERROR 1835
+    b"\x19",  # COM_STMT_CLOSE: no answer
+    b"\x18\x01",  # COM_STMT_SEND_LONG_DATA: no answer
+    b"\x18\x63\x00\x00\x00\x00\x00x",  # long data for an id never given: no answer
+    b"\x1a\x01",  # COM_STMT_RESET: ERROR 1243
+    b"\x1c",  # COM_STMT_FETCH: ERROR 1243
+    b"\x0e",  # COM_PING: OK
+]
+
+
+def answers_in(stream: bytes) -> list[int | str]:
+    """Each packet's answer: its error code, or "OK"."""
+    answers: list[int | str] = []
+    position = 0
+    while position + 4 <= len(stream):
+        length = int.from_bytes(stream[position : position + 3], "little")
+        payload = stream[position + 4 : position + 4 + length]
+        answers.append(int.from_bytes(payload[1:3], "little") if payload[:1] == b"\xff" else "OK")
+        position += 4 + length
+    return answers
+
+
+def test_statement_commands_cut_short_get_mariadbs_answers_and_the_session_goes_on(
+    stack, proxy, bystander
+):
+    answers = {}
+    for side, endpoint, ca_file in (
+        ("direct", stack.proxy_writer, ca_path(stack.outputs)),
+        ("proxy", proxy.endpoint("read_only"), None),
+    ):
+        client = RawClient(endpoint, ca_file)
+        client.log_in("user7", stack.secret("user7").password, "user_database7")
+        client.send(b"".join(encode_packet(p, 0)[0] for p in CUT_SHORT))
+        stream = b""
+        while not answers_in(stream) or answers_in(stream)[-1] != "OK":  # the ping's
+            data = client.sock.recv(65536)
+            assert data, f"{side}: closed after {answers_in(stream)}"
+            stream += data
+        answers[side] = answers_in(stream)
+        client.close()
+    assert answers["direct"] == [1835, 1835, 1835, 1243, 1243, "OK"]
+    assert answers["proxy"] == answers["direct"]

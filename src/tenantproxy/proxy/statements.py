@@ -41,6 +41,12 @@ ID_COMMANDS = frozenset(
 )
 _EXECUTE_HEAD = 10  # command, statement id, flags, iteration count
 _ER_UNKNOWN_STMT_HANDLER = 1243
+_ER_MALFORMED_PACKET = 1835
+_ER_WRONG_ARGUMENTS = 1210
+# Shorter than this, MariaDB answers ER_MALFORMED_PACKET (command byte included): an execute
+# without its flags and iteration count, a bulk execute without its flags.
+_SHORTEST: dict[int, int] = {Command.COM_STMT_EXECUTE: 10, Command.COM_STMT_BULK_EXECUTE: 7}
+_ID_END = 5  # command byte + int<4> statement id
 _ER_STMT_HAS_NO_OPEN_CURSOR = 1421
 _FUNCTION_OF: dict[int, str] = {
     Command.COM_STMT_EXECUTE: "mysqld_stmt_execute",
@@ -64,6 +70,24 @@ class UnknownStatement(Exception):
         super().__init__(f"Unknown prepared statement handler ({statement_id}) given to {function}")
 
 
+class MalformedCommand(UnknownStatement):
+    """A COM_STMT_EXECUTE or BULK_EXECUTE too short for its header: MariaDB's answer."""
+
+    code = _ER_MALFORMED_PACKET
+
+    def __init__(self) -> None:
+        Exception.__init__(self, "Malformed communication packet")
+
+
+class IncorrectArguments(UnknownStatement):
+    """A COM_STMT_EXECUTE without the parameter block its statement needs: MariaDB's answer."""
+
+    code = _ER_WRONG_ARGUMENTS
+
+    def __init__(self) -> None:
+        Exception.__init__(self, "Incorrect arguments to mysqld_stmt_execute")
+
+
 class NoOpenCursor(UnknownStatement):
     """A COM_STMT_FETCH of a statement whose cursor is gone (exhausted, closed or reset):
     MariaDB's ER_STMT_HAS_NO_OPEN_CURSOR, with the client's id."""
@@ -75,6 +99,18 @@ class NoOpenCursor(UnknownStatement):
 
 
 # -- pure functions on payloads --------------------------------------------------------------
+
+
+def _cut_short(payload: bytes) -> Routed:
+    """A COM_STMT_* too short to name its statement (or, for an execute, to carry its header):
+    what MariaDB does with it. Those it answers raise; those it does not answer send nothing."""
+    command = payload[0]
+    if command in _SHORTEST:
+        raise MalformedCommand
+    if command in (Command.COM_STMT_CLOSE, Command.COM_STMT_SEND_LONG_DATA):
+        return Routed(None, None)
+    # MariaDB reads the id's missing bytes from whatever its buffer holds; here they are zeros.
+    raise UnknownStatement(int.from_bytes(payload[1:_ID_END].ljust(4, b"\0"), "little"), command)
 
 
 def statement_id(payload: bytes) -> int:
@@ -317,10 +353,16 @@ class ClientStatements:
 
     def route(self, payload: bytes, backend: BackendStatements) -> Routed:
         """A client's COM_STMT_EXECUTE / SEND_LONG_DATA / RESET / CLOSE / FETCH / BULK_EXECUTE
-        for this backend. Raises ``UnknownStatement`` for an id the client was not given."""
+        for this backend. Raises ``UnknownStatement`` for an id the client was not given (and
+        ``MalformedCommand`` for an execute cut short), as MariaDB answers them; a
+        SEND_LONG_DATA for such an id is dropped, unanswered, as MariaDB does."""
         if payload[:1] == b"" or payload[0] not in ID_COMMANDS:
             raise ProtocolError("not a prepared-statement command")
         command = payload[0]
+        if len(payload) < _SHORTEST.get(command, _ID_END):
+            return _cut_short(payload)
+        if command == Command.COM_STMT_SEND_LONG_DATA and not self._names_a_statement(payload):
+            return Routed(None, None)
         if self._pending and statement_id(payload) == LAST_PREPARED:
             return self._for_pending(payload)  # the client's own PREPARE is ahead, pipelined
         if command == Command.COM_STMT_CLOSE:
@@ -339,6 +381,11 @@ class ClientStatements:
             prepare = self._lazy_prepare(statement, backend)
             return Routed(prepare, with_statement_id(payload, LAST_PREPARED), statement.key)
         return Routed(None, with_statement_id(payload, server_id))
+
+    def _names_a_statement(self, payload: bytes) -> bool:
+        if self._pending and statement_id(payload) == LAST_PREPARED:
+            return True
+        return self._find(payload) is not None
 
     def _for_pending(self, payload: bytes) -> Routed:
         pending = self._pending[-1]
@@ -359,7 +406,10 @@ class ClientStatements:
         backend: BackendStatements,
         server_id: int | None,
     ) -> Routed:
-        sent = param_types(payload, statement.params)
+        try:
+            sent = param_types(payload, statement.params)
+        except ProtocolError:
+            raise IncorrectArguments from None
         if sent is not None:
             statement.types = sent
         statement.has_long_data = False
@@ -381,6 +431,8 @@ class ClientStatements:
         """A client's COM_STMT_CLOSE (no answer, even for an id it was not given, as MariaDB):
         the COM_STMT_CLOSE for the backend, None when nothing is to be sent. ``backend`` None:
         none is attached (then no cursor nor long data can be open: they hold it)."""
+        if len(payload) < _ID_END:  # cut short: names no statement
+            return None
         try:
             statement = self._statement(payload)
         except UnknownStatement:
