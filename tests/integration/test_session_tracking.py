@@ -212,7 +212,7 @@ def test_the_model_pins_what_it_cannot_carry(session, sql, reason):
     if end.error_code == 1064:  # no multi-statements on this login: the SET alone
         end, _ = session.run(sql.split("; ")[1])
     assert state.observe(end, text_pin_reason(b"\x03" + sql.encode())) == [reason]
-    assert not state.may_release(end)
+    assert not state.may_give_back(end)
     session.run("UNLOCK TABLES")
 
 
@@ -221,7 +221,7 @@ def test_the_model_carries_tracked_variables_and_releases(session):
     for sql in ["SET SESSION time_zone = '+03:00'", "SET NAMES utf8mb4", f"USE {DATABASE}"]:
         end, _ = session.run(sql)
         assert state.observe(end, text_pin_reason(b"\x03" + sql.encode())) == []
-        assert state.may_release(end)
+        assert state.may_give_back(end)
     assert state.wanted.schema == DATABASE
     assert state.wanted.variables["time_zone"] == "+03:00"
 

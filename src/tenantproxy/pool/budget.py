@@ -5,7 +5,7 @@ Rules:
 - A slot taken is never dropped while someone waits: ``return_slot`` hands it to the oldest live
   budget waiter whose pool has room, else frees it.
 - Newcomers never overtake waiters (``try_take`` refuses while anyone waits).
-- When full, an acquirer may reclaim the oldest idle backend of another pool (``find_victim``).
+- When full, a lease may reclaim the oldest idle backend of another pool (``find_victim``).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class TargetBudget:
 
     @property
     def waiting(self) -> int:
-        """Acquirers waiting for a slot of this target (not for a backend of their pool)."""
+        """Callers waiting for a slot of this target (not for a backend of their pool)."""
         return self._n_waiting
 
     # The methods below are for the pools on this target.

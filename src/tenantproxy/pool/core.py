@@ -1,12 +1,12 @@
 """What every part of a pool works on: its backends by state, the slots they hold, and where a
-freed slot or a released backend goes. ``Pool`` (pool.py) builds its public API on it.
+freed slot or a backend given back goes. ``Pool`` (pool.py) builds its public API on it.
 
 Rules:
 - A backend's state says which collection holds it (states.py); only ``_move`` changes it.
 - Every open backend holds one slot of the pool (``max_size``, closing ones included) and one of
   the target's ``TargetBudget``. A freed slot is handed on (``_pass_slot``): to this pool's oldest
   waiter, else to the budget, which gives it to the oldest waiter of the target or frees it.
-- A released backend goes straight to the oldest live waiter, else to the idle deque (LIFO: the
+- A backend given back goes straight to the oldest live waiter, else to the idle deque (LIFO: the
   right end is reused first, the left end is the oldest and is the first to be closed).
 """
 
@@ -79,7 +79,7 @@ class PoolCore(Generic[C]):
         self._drained: asyncio.Event | None = None  # set by _move once closing and drained
         self._closed: asyncio.Event | None = None  # set when close() has finished
         self._background: set[asyncio.Task[None]] = set()
-        self._acquired_total = 0
+        self._leased_total = 0
         self._timeouts_total = 0
         self._connect_failures_total = 0
         self._adopted_total = 0
@@ -92,7 +92,7 @@ class PoolCore(Generic[C]):
         return PoolClosed(f"pool {self.name!r} is closed")
 
     def _count_timeout(self) -> BorrowTimeout:
-        """An acquirer ran out of time: counted, and the error it gets."""
+        """A caller waiting for a lease ran out of time: counted, and the error it gets."""
         self._timeouts_total += 1
         return BorrowTimeout(f"pool {self.name!r}: no backend within {self._borrow_timeout_s} s")
 

@@ -85,7 +85,7 @@ async def _warm_up(pool: PoolCore[Any]) -> None:
 
 
 async def _warm(pool: PoolCore[Any], backend: Backend[Any]) -> None:
-    """Connects a reserved backend and hands it on like a release: to a waiter, else idle."""
+    """Connects a reserved backend and hands it on like a give-back: to a waiter, else idle."""
     try:
         connection = await pool._connector.connect()
     except BaseException as exc:

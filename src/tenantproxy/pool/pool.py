@@ -2,10 +2,10 @@
 
 Rules:
 - A backend's state says which collection holds it (states.py); only ``_move`` changes it.
-- Slots and where a freed slot or a released backend goes: core.py. Waiters: waiting.py.
+- Slots and where a freed slot or a backend given back goes: core.py. Waiters: waiting.py.
   The maintenance pass: maintenance.py.
-- The fast path (an idle backend; a release without reset) never awaits and creates no task.
-  Releases that do I/O (reset, close) run shielded from the releaser's cancellation.
+- The fast path (an idle backend; a give-back without reset) never awaits and creates no task.
+  Give-backs that do I/O (reset, close) run shielded from the caller's cancellation.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class PoolStats:
     connecting: int
     waiting: int
     max_size: int
-    acquired_total: int
+    leased_total: int
     timeouts_total: int
     connect_failures_total: int
     adopted_total: int  # backends taken over from other pools on the target (Connector.adopt)
@@ -76,8 +76,8 @@ class Pool(PoolCore[C]):
 
     @property
     def has_waiters(self) -> bool:
-        """Whether acquirers queue for a backend now: a client that could give one back should
-        (a released backend goes to the oldest of them; take_idle finds none meanwhile)."""
+        """Whether callers queue for a lease now: a client that could give one back should
+        (a backend given back goes to the oldest of them; lease_idle finds none meanwhile)."""
         return self._waiting.count > 0
 
     def stats(self) -> PoolStats:
@@ -88,7 +88,7 @@ class Pool(PoolCore[C]):
             connecting=len(self._connecting),
             waiting=self._waiting.count,
             max_size=self._max_size,
-            acquired_total=self._acquired_total,
+            leased_total=self._leased_total,
             timeouts_total=self._timeouts_total,
             connect_failures_total=self._connect_failures_total,
             adopted_total=self._adopted_total,
@@ -97,11 +97,11 @@ class Pool(PoolCore[C]):
 
     # -- lending ------------------------------------------------------------------------------
 
-    async def acquire(self) -> Lease[C]:
-        """A backend: the most recent idle one, a new one, or the next one released (FIFO).
+    async def lease(self) -> Lease[C]:
+        """A backend: the most recent idle one, a new one, or the next one given back (FIFO).
 
         Raises BorrowTimeout after borrow_timeout_s, PoolClosed when closing, or the
-        connector's exception when the connect made for this acquire fails.
+        connector's exception when the connect made for this lease fails.
         """
         if self._is_closed:
             raise self._closed_error()
@@ -116,13 +116,13 @@ class Pool(PoolCore[C]):
             return self._lend(backend, start)
         deadline = asyncio.get_running_loop().time() + self._borrow_timeout_s
         backend = await self._reserve(deadline)
-        if backend.state is _LEASED:  # handed over by a release
+        if backend.state is _LEASED:  # handed over by a give-back
             return self._lend(backend, start)
         return await self._connect_for(backend, deadline, start)
 
-    def take_idle(self) -> Lease[C] | None:
+    def lease_idle(self) -> Lease[C] | None:
         """The most recent idle backend, at once: no await, no task (the multiplexing relay
-        takes one per transaction). None when there is none, or it broke: then acquire()."""
+        takes one per transaction). None when there is none, or it broke: then lease()."""
         if self._is_closed or not self._idle:
             return None
         backend = self._idle[-1]
@@ -150,14 +150,15 @@ class Pool(PoolCore[C]):
         self._spawn(self._close(self._evict_oldest_idle()))
         return True
 
-    def lease(self) -> AbstractAsyncContextManager[Lease[C]]:
-        """``async with pool.lease() as lease:``; released as broken if the body raises."""
+    def leased(self) -> AbstractAsyncContextManager[Lease[C]]:
+        """``async with pool.leased() as lease:``; given back as broken if the body raises."""
         return LeaseContext(self)
 
-    async def release(
+    async def give_back(
         self, lease: Lease[C], *, needs_reset: bool = True, is_broken: bool = False
     ) -> None:
-        """Gives a lease back: to the oldest waiter, to idle, or closed (broken, over max_idle)."""
+        """The lease comes back: to the oldest waiter, to idle, or closed (broken, or over
+        max_idle)."""
         backend = lease._take_back(self)
         if backend.state is not _LEASED:
             return  # close() closed it after its grace period
@@ -174,11 +175,11 @@ class Pool(PoolCore[C]):
 
     async def discard(self, lease: Lease[C]) -> None:
         """Closes a leased backend instead of reusing it."""
-        await self.release(lease, is_broken=True)
+        await self.give_back(lease, is_broken=True)
 
     def _lend(self, backend: Backend[C], start: float) -> Lease[C]:
         now = self._clock()
-        self._acquired_total += 1
+        self._leased_total += 1
         self._borrow_latency_us_last = int((now - start) * 1_000_000)
         return Lease(backend, self, now)
 
@@ -276,7 +277,7 @@ class Pool(PoolCore[C]):
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(grace_s):
                     await self._drained.wait()
-        # Leases still out are closed under their holders; their release is then a no-op.
+        # Leases still out are closed under their holders; their give-back is then a no-op.
         await self._close_all(list(self._leased))
         while self._background:
             await asyncio.gather(*self._background, return_exceptions=True)

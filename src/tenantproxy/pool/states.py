@@ -33,8 +33,8 @@ _S = BackendState
 
 ALLOWED_TRANSITIONS: Final[Mapping[BackendState, frozenset[BackendState]]] = MappingProxyType(
     {
-        # LEASED: the connect of an acquirer or a warm-up succeeded; CLOSING: it succeeded but the
-        # pool closed meanwhile; CLOSED: it failed or its acquirer gave up before connecting.
+        # LEASED: the connect for a lease or a warm-up succeeded; CLOSING: it succeeded but the
+        # pool closed meanwhile; CLOSED: it failed or its caller gave up before connecting.
         _S.CONNECTING: frozenset({_S.LEASED, _S.IDLE, _S.CLOSING, _S.CLOSED}),
         _S.IDLE: frozenset({_S.LEASED, _S.CLOSING}),
         _S.LEASED: frozenset({_S.IDLE, _S.CLOSING}),

@@ -1,4 +1,4 @@
-"""The acquirers of one pool waiting for a backend, oldest first.
+"""The callers of one pool waiting for a lease, oldest first.
 
 Rules:
 - A waiter is a future bounded by a timer (``call_at``), never by a task.
@@ -24,7 +24,7 @@ C = TypeVar("C")
 
 
 class Waiter:
-    """An acquirer waiting for a backend (handed over LEASED) or slots (a CONNECTING backend)."""
+    """A caller waiting for a backend (handed over LEASED) or slots (a CONNECTING backend)."""
 
     __slots__ = ("future", "is_budget_waiter", "pool")
 
@@ -58,7 +58,7 @@ class WaitQueue(Generic[C]):
 
     @property
     def count(self) -> int:
-        """How many acquirers wait now (entries of those that gave up are not counted)."""
+        """How many callers wait now (entries of those that gave up are not counted)."""
         return self._count
 
     async def wait(self, deadline: float, *, for_budget: bool) -> Backend[C]:

@@ -165,7 +165,7 @@ class BackendConnection(asyncio.Protocol):
         # Its binary prepared statements, kept across multiplexed clients (statement_routing.py).
         self.statements: CachedStatements | None = None
         self.is_broken = False
-        self.last_released_at = time.monotonic()
+        self.last_given_back_at = time.monotonic()
         self.connection_id = 0
         self.server_version = ""
         self.auth_nonce = b""

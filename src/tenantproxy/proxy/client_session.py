@@ -567,7 +567,7 @@ class ClientSession(asyncio.Protocol):
             return False
         self._held = held
         if self.phase is SessionPhase.CLOSED:  # the client left while we waited
-            self._release_backend()
+            self._give_back_backend()
             return False
         return True
 
@@ -607,7 +607,7 @@ class ClientSession(asyncio.Protocol):
 
     def _hold_backend(self) -> None:
         """The session answers a command itself (COM_CHANGE_USER): in transaction mode it
-        takes the backend back from the multiplexer, as session mode holds it."""
+        holds the backend itself, taken from the multiplexer, as in session mode."""
         multiplexer = self._multiplexer
         if multiplexer is not None:
             self._held = multiplexer.hand_over()
@@ -622,7 +622,7 @@ class ClientSession(asyncio.Protocol):
             early, self._pending = self._pending, b""
             self._relay.from_client(early)
 
-    def _release_backend(self) -> None:
+    def _give_back_backend(self) -> None:
         multiplexer, self._multiplexer = self._multiplexer, None
         if multiplexer is not None:
             multiplexer.end()
@@ -742,7 +742,7 @@ class ClientSession(asyncio.Protocol):
     async def _move_to_user(
         self, request: ComChangeUser, held: HeldBackend | None
     ) -> tuple[MysqlError | None, HeldBackend | None]:
-        """A backend of the new user on its database, taken before the old one is let go, so
+        """A backend of the new user on its database, leased before the old one is let go, so
         that a refusal (the tenant's caps, a database it may not use) leaves the session as it
         was."""
         assert self._server is not None
@@ -836,7 +836,7 @@ class ClientSession(asyncio.Protocol):
         self._move_to(SessionPhase.CLOSED)
         self._inbox.set()  # a login waiting for the client's bytes sees the end at once
         self._context.admission.proven(self.session_id)
-        self._release_backend()
+        self._give_back_backend()
         if self.username is not None:
             self._context.release_tenant_client(self.username)
         self._context.sessions.pop(self.session_id, None)

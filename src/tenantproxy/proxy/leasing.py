@@ -1,4 +1,4 @@
-"""Leasing a backend for a session: pick the target, borrow a backend that answers, and put it
+"""Leasing a backend for a session: pick the target, lease a backend that answers, and put it
 on the client's schema. Every refusal carries the MySQL error the client should see."""
 
 from __future__ import annotations
@@ -105,8 +105,8 @@ async def lease_backend(
 def give_back(context: ProxyContext, held: HeldBackend, *, is_reusable: bool) -> None:
     """Returns a backend to its pool, reset (COM_RESET_CONNECTION) or closed when broken."""
     held.target.active_leases -= 1
-    held.connection.last_released_at = time.monotonic()
-    context.spawn(held.pool.release(held.lease, needs_reset=True, is_broken=not is_reusable))
+    held.connection.last_given_back_at = time.monotonic()
+    context.spawn(held.pool.give_back(held.lease, needs_reset=True, is_broken=not is_reusable))
 
 
 async def _lease_on(
@@ -120,7 +120,7 @@ async def _lease_on(
     caller tries another target). Raises TargetUnreachable when a new one cannot connect."""
     pool = context.pools.pool_for(target, db_user, profile)
     for _ in range(_LIVENESS_ATTEMPTS):
-        lease = await _acquire(context, pool, target, db_user)
+        lease = await _lease(context, pool, target, db_user)
         try:
             is_ready = await _is_alive(context, lease.connection)
             if not is_ready and target.request_check is not None:
@@ -128,25 +128,25 @@ async def _lease_on(
                 target.request_check()
             is_ready = is_ready and await _is_on_schema(lease.connection, database)
         except BackendCommandFailed as exc:
-            await pool.release(lease, needs_reset=False)
+            await pool.give_back(lease, needs_reset=False)
             raise LeaseRefused(_as_mysql_error(exc.error)) from None
         except BaseException:
             # Cancelled (the retry's deadline) halfway through a command: not to be trusted.
-            await pool.release(lease, is_broken=True)
+            await pool.give_back(lease, is_broken=True)
             raise
         if is_ready:
             return HeldBackend(lease, pool, target)
-        await pool.release(lease, is_broken=True)
+        await pool.give_back(lease, is_broken=True)
     return None
 
 
-async def _acquire(
+async def _lease(
     context: ProxyContext, pool: Pool[BackendConnection], target: TargetState, db_user: str
 ) -> Lease[BackendConnection]:
     try:
         context.metrics.count("DatabaseConnectionRequests", tenant=db_user)
         asked_at = time.perf_counter()
-        lease = await pool.acquire()
+        lease = await pool.lease()
         context.metrics.observe_borrow_latency_us((time.perf_counter() - asked_at) * 1e6)
     except BorrowTimeout:
         context.metrics.count("DatabaseConnectionsBorrowTimeouts", tenant=db_user)
@@ -166,7 +166,7 @@ async def _is_alive(context: ProxyContext, backend: BackendConnection) -> bool:
     (wait_timeout, a KILL, a restart): PgBouncer's server_check_delay."""
     if backend.is_broken:
         return False
-    idle_s = time.monotonic() - backend.last_released_at
+    idle_s = time.monotonic() - backend.last_given_back_at
     if idle_s < context.config.backend_check_after_idle_s:
         return True
     try:

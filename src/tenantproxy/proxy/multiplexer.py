@@ -1,9 +1,9 @@
 """Transaction multiplexing for one client session (pool_mode = "transaction").
 
-The client holds a backend only while it needs one: a command that finds none attached takes
+The client holds a backend only while it needs one: a command that finds none attached leases
 one (``attach_now``: the pool's idle backend at once, else a lease in the background while the
 client's bytes wait in the relay), and the backend goes back at the end of the response after
-which nothing holds it (``SessionState.may_release``: no transaction, no more results, no
+which nothing holds it (``SessionState.may_give_back``: no transaction, no more results, no
 cursor, no LOCAL INFILE, no pin, no last insert id still to be read).
 
 What the client's session wants (schema, tracked variables) is learnt from the server's session
@@ -70,7 +70,7 @@ def session_settings(context: ProxyContext) -> Settings:
 
 
 class Multiplexer:
-    """Takes and gives back the backends of one session, and keeps its state between them."""
+    """Leases and gives back the backends of one session, and keeps its state between them."""
 
     def __init__(
         self,
@@ -124,16 +124,16 @@ class Multiplexer:
         self.state = SessionState(self.state.settings, TrackedState(schema, dict(baseline)))
         self.relay = relay
         self._attach(held)
-        self.release_if_idle()
+        self.give_back_if_idle()
 
-    # -- taking a backend ---------------------------------------------------------------------
+    # -- leasing a backend --------------------------------------------------------------------
 
     def attach_now(self) -> bool:
         """A backend for the client's next command: True when one is attached now. Otherwise
         one is leased in the background and the relay's waiting bytes go on once it is."""
         if self.held is not None:
             return True
-        held = self._take_idle()
+        held = self._lease_idle()
         if held is not None:
             self._attach(held)
             return True
@@ -142,7 +142,7 @@ class Multiplexer:
             self._context.spawn(self._lease())
         return False
 
-    def _take_idle(self) -> HeldBackend | None:
+    def _lease_idle(self) -> HeldBackend | None:
         """The pool's idle backend, without an await; None when a lease must do more (no idle
         backend, one idle long enough to need a ping, no healthy target)."""
         context = self._context
@@ -150,10 +150,10 @@ class Multiplexer:
         if target is None:
             return None
         pool = context.pools.pool_for(target, self._db_user, self._current_profile())
-        lease = pool.take_idle()
+        lease = pool.lease_idle()
         if lease is None:
             return None
-        if time.monotonic() - lease.connection.last_released_at >= self._check_after_idle_s:
+        if time.monotonic() - lease.connection.last_given_back_at >= self._check_after_idle_s:
             pool.give_back_clean(lease)  # lease_backend pings it first
             return None
         target.active_leases += 1
@@ -237,8 +237,8 @@ class Multiplexer:
             return
         if self._hold_yields(held, last):
             self.state.end_last_insert_id_hold()
-        if self.state.may_release(last):
-            self.release_if_idle()
+        if self.state.may_give_back(last):
+            self.give_back_if_idle()
         elif self.state.is_holding_last_insert_id and self._hold_timer is None:
             self._hold_timer = asyncio.get_running_loop().call_later(
                 self._hold_timeout_s, self._last_insert_id_hold_expired
@@ -270,7 +270,7 @@ class Multiplexer:
         # A client that never reads its last insert id must not keep a backend from the others.
         self._hold_timer = None
         self.state.end_last_insert_id_hold()
-        self.release_if_idle()
+        self.give_back_if_idle()
 
     def _cancel_hold_timer(self) -> None:
         if self._hold_timer is not None:
@@ -339,7 +339,7 @@ class Multiplexer:
 
     # -- giving it back -------------------------------------------------------------------------
 
-    def release_if_idle(self) -> None:
+    def give_back_if_idle(self) -> None:
         """Gives the backend back when nothing holds it any more."""
         relay, held = self.relay, self.held
         if (
@@ -356,7 +356,7 @@ class Multiplexer:
         self._give_back(relay.detach())
 
     def hand_over(self) -> HeldBackend | None:
-        """The session takes the attached backend (COM_CHANGE_USER resets it where it is),
+        """The session holds the attached backend itself (COM_CHANGE_USER resets it where it is),
         still attached to the relay; this multiplexer is done."""
         held, self.held = self.held, None
         self.relay = None
@@ -365,7 +365,7 @@ class Multiplexer:
 
     @property
     def profile(self) -> BackendProfile:
-        """The profile of the backends the session takes next."""
+        """The profile of the backends the session leases next."""
         return self._current_profile()
 
     def end(self) -> None:
@@ -403,7 +403,7 @@ class Multiplexer:
             self._is_state_changed = False
             adopt(backend.state, self.state.wanted)
         held.target.active_leases -= 1
-        backend.last_released_at = time.monotonic()
+        backend.last_given_back_at = time.monotonic()
         profile = backend.profile
         if profile is not None and not profile.has_database and backend.current_schema:
             # A database-less pool's backend that a client moved to a database: nothing can

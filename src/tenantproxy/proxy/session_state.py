@@ -267,7 +267,7 @@ class SessionState:
         else:
             self.pins.discard(PinReason.LOCK_TABLES)
 
-    def may_release(
+    def may_give_back(
         self, end: ResponseEnd, *, open_cursors: int = 0, local_infile: bool = False
     ) -> bool:
         """Whether the backend may go back after this response (``observe`` it first)."""

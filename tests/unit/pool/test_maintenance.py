@@ -11,9 +11,9 @@ from tests.unit.pool.helpers import assert_consistent, make_pool
 
 
 async def fill_idle(pool: Pool[Any], count: int, clock: FakeClock) -> list[Any]:
-    leases = [await pool.acquire() for _ in range(count)]
+    leases = [await pool.lease() for _ in range(count)]
     for lease in leases:
-        await pool.release(lease, needs_reset=False)
+        await pool.give_back(lease, needs_reset=False)
         clock.advance(1)
     return leases
 

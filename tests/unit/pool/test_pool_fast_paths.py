@@ -11,10 +11,10 @@ from tests.unit.pool.helpers import assert_consistent, make_pool
 
 async def test_take_idle_lends_the_most_recent_idle_backend_at_once() -> None:
     pool = make_pool()
-    first, second = await pool.acquire(), await pool.acquire()
+    first, second = await pool.lease(), await pool.lease()
     pool.give_back_clean(first)
     pool.give_back_clean(second)
-    taken = pool.take_idle()
+    taken = pool.lease_idle()
     assert taken is not None and taken.connection is second.connection
     assert (pool.stats().idle, pool.stats().leased) == (1, 1)
     assert_consistent(pool)
@@ -22,19 +22,19 @@ async def test_take_idle_lends_the_most_recent_idle_backend_at_once() -> None:
 
 async def test_take_idle_is_none_without_an_idle_backend_or_when_it_broke() -> None:
     pool = make_pool()
-    assert pool.take_idle() is None
-    lease = await pool.acquire()
+    assert pool.lease_idle() is None
+    lease = await pool.lease()
     pool.give_back_clean(lease)
     lease.connection.is_broken = True
-    assert pool.take_idle() is None
-    assert (await pool.acquire()).connection is not lease.connection  # acquire closes it
+    assert pool.lease_idle() is None
+    assert (await pool.lease()).connection is not lease.connection  # lease() closes it
     assert_consistent(pool)
 
 
 async def test_give_back_clean_does_no_reset_and_hands_over_to_the_oldest_waiter() -> None:
     pool = make_pool(max_size=1)
-    lease = await pool.acquire()
-    waiter = asyncio.create_task(pool.acquire())
+    lease = await pool.lease()
+    waiter = asyncio.create_task(pool.lease())
     await settle()
     pool.give_back_clean(lease)
     handed = await waiter
@@ -44,7 +44,7 @@ async def test_give_back_clean_does_no_reset_and_hands_over_to_the_oldest_waiter
 
 async def test_give_back_clean_closes_a_broken_backend_in_the_background() -> None:
     pool = make_pool()
-    lease = await pool.acquire()
+    lease = await pool.lease()
     lease.connection.is_broken = True
     pool.give_back_clean(lease)
     await settle()
@@ -54,7 +54,7 @@ async def test_give_back_clean_closes_a_broken_backend_in_the_background() -> No
 
 async def test_give_back_clean_past_max_idle_closes_the_backend() -> None:
     pool = make_pool(max_idle=1)
-    first, second = await pool.acquire(), await pool.acquire()
+    first, second = await pool.lease(), await pool.lease()
     pool.give_back_clean(first)
     pool.give_back_clean(second)
     await settle()
@@ -62,15 +62,15 @@ async def test_give_back_clean_past_max_idle_closes_the_backend() -> None:
     assert_consistent(pool)
 
 
-async def test_has_waiters_while_an_acquirer_queues_and_a_newcomer_finds_no_idle_backend() -> None:
+async def test_has_waiters_while_a_lease_queues_and_a_newcomer_finds_no_idle_backend() -> None:
     pool = make_pool(max_size=1)
-    lease = await pool.acquire()
+    lease = await pool.lease()
     assert not pool.has_waiters
-    waiter = asyncio.create_task(pool.acquire())
+    waiter = asyncio.create_task(pool.lease())
     await settle()
     assert pool.has_waiters
     pool.give_back_clean(lease)
-    assert pool.take_idle() is None  # the released backend went to the waiter
+    assert pool.lease_idle() is None  # the backend given back went to the waiter
     await waiter
     assert not pool.has_waiters
     assert_consistent(pool)

@@ -1,4 +1,4 @@
-"""Random sequences of acquire, release, break, cancel, fail and maintain keep the invariants."""
+"""Random sequences of lease, give back, break, cancel, fail and maintain keep the invariants."""
 
 from __future__ import annotations
 
@@ -57,19 +57,19 @@ class PoolMachine(RuleBasedStateMachine):
         self.pending = still_pending
 
     @rule(index=st.integers(0, N_POOLS - 1), fails=st.booleans())
-    def acquire(self, index: int, fails: bool) -> None:
+    def lease(self, index: int, fails: bool) -> None:
         if fails:
             self.connectors[index].connect_failures_to_come = 1
-        task = self.loop.create_task(self.pools[index].acquire())
+        task = self.loop.create_task(self.pools[index].lease())
         self.pending.append((index, task))
         self.settle()
         self.connectors[index].connect_failures_to_come = 0
 
     @precondition(lambda self: self.held)
     @rule(data=st.data(), needs_reset=st.booleans(), is_broken=st.booleans())
-    def release(self, data: st.DataObject, needs_reset: bool, is_broken: bool) -> None:
+    def give_back(self, data: st.DataObject, needs_reset: bool, is_broken: bool) -> None:
         index, lease = self.held.pop(data.draw(st.integers(0, len(self.held) - 1)))
-        self.run(self.pools[index].release(lease, needs_reset=needs_reset, is_broken=is_broken))
+        self.run(self.pools[index].give_back(lease, needs_reset=needs_reset, is_broken=is_broken))
         self.settle()
 
     @precondition(lambda self: self.held)

@@ -1,4 +1,4 @@
-"""The session-state model: learning from OK packets, pins, the release decision, the replay."""
+"""The session-state model: learning from OK packets, pins, the give-back decision, the replay."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def test_a_tracked_variable_is_carried_not_pinned():
     end = ok_end(SystemVariable("time_zone", "+02:00"), CHANGED)
     assert state.observe(end, text_pin_reason(query("SET time_zone = '+02:00'"))) == []
     assert state.wanted.variables == {"time_zone": "+02:00"}
-    assert state.may_release(end)
+    assert state.may_give_back(end)
 
 
 def test_an_unexplained_state_change_pins_with_the_hint_or_a_generic_reason():
@@ -60,7 +60,7 @@ def test_an_unexplained_state_change_pins_with_the_hint_or_a_generic_reason():
     # last_gtid comes with every write and explains nothing (CREATE TEMPORARY TABLE's answer)
     gtid = ok_end(SystemVariable("last_gtid", "0-1-5"), CHANGED)
     assert SessionState(Settings()).observe(gtid) == [PinReason.STATE_CHANGE]
-    assert not state.may_release(ok_end())
+    assert not state.may_give_back(ok_end())
 
 
 def test_a_write_reports_last_gtid_without_a_state_change_and_does_not_pin():
@@ -74,7 +74,7 @@ def test_untracked_variables_pin_unless_variable_sets_are_excluded():
     assert SessionState(Settings()).observe(end) == [PinReason.UNTRACKED_VARIABLE]
     excluded = SessionState(Settings(exclude_variable_sets=True))
     assert excluded.observe(end) == []
-    assert excluded.may_release(end)
+    assert excluded.may_give_back(end)
     tracking = ok_end(SystemVariable("session_track_schema", "OFF"), CHANGED)
     assert SessionState(Settings(exclude_variable_sets=True)).observe(tracking) == [
         PinReason.SESSION_TRACKING
@@ -106,20 +106,20 @@ def test_lock_tables_holds_until_the_tables_are_unlocked():
     state = SessionState(Settings())
     locked = ok_end(TransactionState("_______L"))
     assert state.observe(locked) == [PinReason.LOCK_TABLES]
-    assert not state.may_release(locked)
+    assert not state.may_give_back(locked)
     unlocked = ok_end(TransactionState("________"))
     assert state.observe(unlocked) == []
-    assert state.may_release(unlocked)
+    assert state.may_give_back(unlocked)
 
 
 def test_pending_transaction_characteristics_hold_the_backend():
     state = SessionState(Settings())
     pending = ok_end(TransactionCharacteristics("SET TRANSACTION READ ONLY;"))
     state.observe(pending)
-    assert not state.may_release(pending)
+    assert not state.may_give_back(pending)
     done = ok_end(TransactionState("________"), TransactionCharacteristics(""))
     state.observe(done)
-    assert state.may_release(done)
+    assert state.may_give_back(done)
 
 
 def test_status_flags_cursors_and_local_infile_hold_the_backend():
@@ -129,22 +129,22 @@ def test_status_flags_cursors_and_local_infile_hold_the_backend():
         ServerStatus.SERVER_MORE_RESULTS_EXISTS,
         ServerStatus.SERVER_STATUS_CURSOR_EXISTS,
     ):
-        assert not state.may_release(ok_end(status=AUTOCOMMIT | flag))
-    assert not state.may_release(ok_end(), open_cursors=1)
-    assert not state.may_release(ok_end(), local_infile=True)
-    assert state.may_release(ok_end(status=0))  # autocommit off, no transaction open
+        assert not state.may_give_back(ok_end(status=AUTOCOMMIT | flag))
+    assert not state.may_give_back(ok_end(), open_cursors=1)
+    assert not state.may_give_back(ok_end(), local_infile=True)
+    assert state.may_give_back(ok_end(status=0))  # autocommit off, no transaction open
 
 
 def test_a_last_insert_id_holds_the_backend_for_the_next_statements():
     state = SessionState(Settings(last_insert_id_hold_statements=2))
     insert = ok_end(last_insert_id=7)
     state.observe(insert)
-    assert not state.may_release(insert)
+    assert not state.may_give_back(insert)
     state.observe(ok_end())
-    assert not state.may_release(ok_end())
+    assert not state.may_give_back(ok_end())
     state.observe(ok_end())
-    assert state.may_release(ok_end())
-    assert SessionState(Settings(last_insert_id_hold_statements=0)).may_release(insert)
+    assert state.may_give_back(ok_end())
+    assert SessionState(Settings(last_insert_id_hold_statements=0)).may_give_back(insert)
 
 
 def test_the_last_insert_id_hold_can_be_ended_by_its_timeout():
@@ -153,7 +153,7 @@ def test_the_last_insert_id_hold_can_be_ended_by_its_timeout():
     assert state.is_holding_last_insert_id
     state.end_last_insert_id_hold()
     assert not state.is_holding_last_insert_id
-    assert state.may_release(ok_end())
+    assert state.may_give_back(ok_end())
 
 
 def _utf8_session() -> SessionState:

@@ -38,7 +38,7 @@ first byte it is an 8-byte length, so such a row is at least 16 MiB long (Text R
 CLIENT_OPTIONAL_RESULTSET_METADATA (MySQL 8 only; MariaDB never offers it) is not supported.
 
 Each response's end is reported as a ``ResponseEnd`` (in ``ends``, for the last ``server_data``
-call), what the relay's lease/release and session-state decisions need: the final status flags,
+call), what the relay's lease / give-back and session-state decisions need: the final status flags,
 the error code, whether any OK/EOF of the response had SERVER_SESSION_STATE_CHANGED (a later
 packet of the same response does not clear it), the OK payloads that carry session-state info
 (copied whole: OK packets are small), PREPARE_OK's statement id and a non-zero last insert id.
