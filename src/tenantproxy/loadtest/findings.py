@@ -14,7 +14,7 @@ without the proxy. Each row compares the direction of this run's figures with th
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tenantproxy.loadtest.report_summary import StageSummary, Summary
@@ -39,18 +39,22 @@ class Finding:
 
 
 def findings(
-    summary: Summary, in_flight_mean: Mapping[str, float | None] | None = None
+    summary: Summary,
+    in_flight_mean: Mapping[str, float | None] | None = None,
+    step_ms: Mapping[str, Mapping[str, float]] | None = None,
 ) -> list[Finding]:
-    """``in_flight_mean``: per stage, the mean of the sampled invocations in flight."""
+    """``in_flight_mean``: per stage, the mean of the sampled invocations in flight;
+    ``step_ms``: per stage, the traces' ms of each step at the median (report_traces)."""
     proxy, noproxy = summary.stages.get("proxy"), summary.stages.get("noproxy")
     if proxy is None or noproxy is None:
         return []
     context = _context(summary.run, proxy, noproxy)
+    median = _latency("median latency", "median_ms", proxy, noproxy, context)
     return [
         _errors(proxy, noproxy, context),
         _replica_cpu(proxy, noproxy, context),
         _connections(proxy, noproxy, context),
-        _latency("median latency", "median_ms", proxy, noproxy, context),
+        _with_step_differences(median, step_ms or {}),
         _latency("p90 latency", "p90_ms", proxy, noproxy, context),
         _concurrency(in_flight_mean or {}, context),
     ]
@@ -136,6 +140,27 @@ def _latency(
         return Finding(name, write_up, "n/a", NOT_HERE, "no latency data")
     measured = f"no proxy {n:.0f} ms, proxy {p:.0f} ms"
     return _higher_without_proxy(name, write_up, measured, n, p, f"equal within 5 % ({context})")
+
+
+# The steps named when the proxy stage's median is not below the no-proxy stage's.
+STEPS_NAMED = 3
+
+
+def _with_step_differences(finding: Finding, step_ms: Mapping[str, Mapping[str, float]]) -> Finding:
+    """A median that is not lower with the proxy gets, from the traces, the steps whose ms at
+    the median differ most between the stages (proxy - no proxy): where the difference is."""
+    proxy, noproxy = step_ms.get("proxy"), step_ms.get("noproxy")
+    if finding.verdict == REPRODUCED or not proxy or not noproxy:
+        return finding
+    differences = {
+        step: proxy.get(step, 0.0) - noproxy.get(step, 0.0) for step in {*proxy, *noproxy}
+    }
+    by_size = sorted(differences.items(), key=lambda item: (-abs(item[1]), item[0]))
+    largest = by_size[:STEPS_NAMED]
+    named = ", ".join(f"{step} {ms:+.1f} ms" for step, ms in largest)
+    traces = f"the traces, proxy - no proxy per step at the median: {named}"
+    reason = f"{finding.reason}; {traces}" if finding.reason else traces
+    return replace(finding, reason=reason)
 
 
 def _concurrency(in_flight: Mapping[str, float | None], context: str) -> Finding:

@@ -47,7 +47,7 @@ from tenantproxy.loadtest.report_summary import (
     summarize,
     summary_rows,
 )
-from tenantproxy.loadtest.report_traces import render_traces_html, traces_json
+from tenantproxy.loadtest.report_traces import render_traces_html, step_ms_at_median, traces_json
 
 __all__ = [
     "Summary",
@@ -93,9 +93,8 @@ def build_report(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     samples = RunSamples.read(run_dir / "samples.csv")
     summary = _summarize(run_dir, samples)
-    found = render_findings(summary, samples)
-    measured = {stage: figures.median_ms for stage, figures in summary.stages.items()}
-    traces = traces_json(run_dir, measured)
+    traces = _traces(run_dir, summary)
+    found = render_findings(summary, samples, traces)
     document = summary.to_json() | {"findings": [asdict(f) for f in found], "traces": traces}
     (run_dir / "summary.json").write_text(json.dumps(document, indent=2) + "\n")
     (run_dir / "summary.md").write_text(render_markdown_report(summary, found), encoding="utf-8")
@@ -113,7 +112,7 @@ def findings_table(run_dir: Path) -> str:
     """The findings of the run in ``run_dir`` as a plain-text table for the terminal."""
     samples = RunSamples.read(Path(run_dir) / "samples.csv")
     summary = _summarize(Path(run_dir), samples)
-    return render_findings_text(render_findings(summary, samples))
+    return render_findings_text(render_findings(summary, samples, _traces(Path(run_dir), summary)))
 
 
 def summary_table(run_dir: Path) -> str:
@@ -159,9 +158,16 @@ def noproxy_variant(run: Mapping[str, Any]) -> str:
     return f"{proxy} Which login the no-proxy stage used is not recorded in run.json."
 
 
-def render_findings(summary: Summary, samples: RunSamples) -> list[Finding]:
+def render_findings(
+    summary: Summary, samples: RunSamples, traces: Mapping[str, Any] | None = None
+) -> list[Finding]:
     in_flight = {stage: _mean(samples.get("stage", stage, "in_flight")) for stage in STAGES}
-    return findings(summary, in_flight)
+    return findings(summary, in_flight, step_ms_at_median(traces))
+
+
+def _traces(run_dir: Path, summary: Summary) -> dict[str, Any] | None:
+    measured = {stage: figures.median_ms for stage, figures in summary.stages.items()}
+    return traces_json(run_dir, measured)
 
 
 def _mean(series: Series | None) -> float | None:

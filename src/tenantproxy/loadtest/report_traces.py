@@ -200,6 +200,21 @@ def traces_json(run_dir: Path, measured: Mapping[str, float | None]) -> dict[str
     }
 
 
+def step_ms_at_median(data: Mapping[str, Any] | None) -> dict[str, dict[str, float]]:
+    """Per stage, the ms at the median of each step of the request's own services (Locust's
+    HTTP + queueing and the access API's steps), from ``traces_json``; "unexplained" left out."""
+    if data is None:
+        return {}
+    return {
+        stage["stage"]: {
+            step["name"]: step["median_ms"]
+            for step in stage["steps"]
+            if step["service"] in OWN_SERVICES and step["service"] != UNEXPLAINED[0]
+        }
+        for stage in data["breakdown"]
+    }
+
+
 def render_traces_html(data: Mapping[str, Any] | None) -> str:
     if data is None:
         return '<p class="no-data">No traces in this run (trace_sample_ratio = 0?).</p>'

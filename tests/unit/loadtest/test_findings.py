@@ -65,3 +65,20 @@ def test_the_connections_finding_is_judged_on_the_second_half_after_the_pools_wa
         "new connections/s in the run's second half: proxy 1.00, no proxy 24.0 "
         "(whole run: 2.60, 22.0)"
     )
+
+
+def test_a_median_not_lower_with_the_proxy_names_the_steps_that_differ_most() -> None:
+    steps = {
+        "proxy": {"connect": 9.0, "TLS": 14.0, "login": 20.0, "query": 10.0, "close": 0.2},
+        "noproxy": {"connect": 8.8, "TLS": 12.0, "login": 26.0, "query": 4.0, "read secret": 1.5},
+    }
+    summary = Summary({"proxy": replace(QUIET, median_ms=90.0), "noproxy": QUIET}, RUN)
+    median = next(f for f in findings(summary, None, steps) if f.name == "median latency")
+    assert median.verdict == REVERSED
+    assert median.reason == (
+        "the traces, proxy - no proxy per step at the median: "
+        "login -6.0 ms, query +6.0 ms, TLS +2.0 ms"
+    )
+    faster = Summary({"proxy": replace(QUIET, median_ms=20.0), "noproxy": QUIET}, RUN)
+    median = next(f for f in findings(faster, None, steps) if f.name == "median latency")
+    assert (median.verdict, median.reason) == (REPRODUCED, "")
