@@ -49,7 +49,7 @@ from tenantproxy.proxy.secret_lookup import SecretLookup
 from tenantproxy.proxy.server import ProxyContext, ProxyServer
 from tenantproxy.proxy.tenant_backends import TenantBackendSlots
 from tenantproxy.proxy.token_login import TokenLogins
-from tenantproxy.proxy.workers import SINGLE, WorkerPlace, run_workers
+from tenantproxy.proxy.workers import SINGLE, WorkerPlace, bind, run_workers
 from tenantproxy.secretstore import AwsSecretStore, FileSecretStore, SecretStore
 
 READY_LINE = "tenantproxy ready"
@@ -254,8 +254,13 @@ def _announce(addresses: dict[str, tuple[str, int]]) -> None:
 def serve_workers(config: ProxyConfig, log: logging.Logger) -> int:
     """``workers`` processes on the endpoints, coordinated by this one (proxy/workers.py)."""
 
+    # Bound before anything starts, as a single process binds it: a port in use fails first.
+    metrics = None
+    if config.metrics_port is not None:
+        metrics = bind("127.0.0.1", config.metrics_port, ("metrics_port",), is_shared=False)
+
     def coordinate(config: ProxyConfig, links: list[tuple[int, socket.socket]]) -> int:
-        return uvloop.run(Coordinator(config, log).run(links, _announce))
+        return uvloop.run(Coordinator(config, log, metrics).run(links, _announce))
 
     def work(config: ProxyConfig, place: WorkerPlace, link: socket.socket) -> int:
         # The coordinator serves the one /metrics endpoint.
@@ -266,7 +271,13 @@ def serve_workers(config: ProxyConfig, log: logging.Logger) -> int:
             return 2  # the coordinator tells it, once, as a single process would
         return 0
 
-    return run_workers(config, config.workers, work, coordinate, log)
+    try:
+        return run_workers(
+            config, config.worker_count, work, coordinate, log, [metrics] if metrics else []
+        )
+    finally:
+        if metrics is not None:
+            metrics.close()
 
 
 async def _serve_worker(
@@ -301,7 +312,7 @@ def run_proxy(config_path: Path, log_level: str = "INFO") -> None:
     config = load_proxy_config(config_path)
     log = logging.getLogger("tenantproxy.proxy")
     try:
-        if config.workers == 1:
+        if config.worker_count == 1:
             uvloop.run(serve(config, log))
         elif serve_workers(config, log) != 0:
             raise TenantProxyError("a worker process failed; the proxy stopped (see its log)")

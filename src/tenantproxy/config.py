@@ -172,7 +172,8 @@ class ProxyConfig(_Strict):
 
     # Processes that serve the endpoints, each with its own SO_REUSEPORT listeners; the limits
     # hold for all of them together (docs/decisions/0007-workers.md). 1: a single process.
-    workers: int = Field(default=1, ge=1)
+    # None: one per CPU this process may use (``worker_count``).
+    workers: int | None = Field(default=None, ge=1)
 
     # Prometheus metrics at http://127.0.0.1:<metrics_port>/metrics; None: not served; 0: a free
     # port, printed in the ready line.
@@ -201,6 +202,17 @@ class ProxyConfig(_Strict):
         if self.require_tls and self.tls_cert_file is None:
             raise ValueError("require_tls = true needs tls_cert_file and tls_key_file")
         return self
+
+    @property
+    def worker_count(self) -> int:
+        """``workers``, or the CPUs of this process's affinity mask (what a container or
+        taskset allows it, not the host's count)."""
+        if self.workers is not None:
+            return self.workers
+        try:
+            return len(os.sched_getaffinity(0))
+        except AttributeError:  # not Linux
+            return os.cpu_count() or 1
 
     @property
     def is_tls_offered(self) -> bool:

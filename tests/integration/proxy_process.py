@@ -65,8 +65,10 @@ class ProxyProcess:
         return self.addresses[name]
 
     def rss_bytes(self) -> int:
+        """The whole proxy's: its process and its workers'."""
         assert self._process is not None
-        return int(psutil.Process(self._process.pid).memory_info().rss)
+        process = psutil.Process(self._process.pid)
+        return sum(int(p.memory_info().rss) for p in [process, *process.children()])
 
     def log_text(self) -> str:
         return self.log_file.read_text()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import socket
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -182,13 +183,24 @@ async def serve_metrics(
     async def body() -> bytes:
         return render(families)
 
-    return await serve_exposition(host, port, body)
+    server = await asyncio.start_server(_handler(body), host, port, limit=_REQUEST_LINE_LIMIT)
+    bound_host, bound_port = server.sockets[0].getsockname()[:2]
+    return server, (bound_host, bound_port)
 
 
 async def serve_exposition(
-    host: str, port: int, body: Callable[[], Awaitable[bytes]]
+    sock: socket.socket, body: Callable[[], Awaitable[bytes]]
 ) -> tuple[asyncio.Server, tuple[str, int]]:
-    """GET /metrics on host:port answers what ``body`` renders (it may ask other processes)."""
+    """GET /metrics on a bound socket answers what ``body`` renders (it may ask other
+    processes); returns the server and its address."""
+    server = await asyncio.start_server(_handler(body), sock=sock, limit=_REQUEST_LINE_LIMIT)
+    bound_host, bound_port = sock.getsockname()[:2]
+    return server, (bound_host, bound_port)
+
+
+def _handler(
+    body: Callable[[], Awaitable[bytes]],
+) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -212,6 +224,4 @@ async def serve_exposition(
             await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(handle, host, port, limit=_REQUEST_LINE_LIMIT)
-    bound_host, bound_port = server.sockets[0].getsockname()[:2]
-    return server, (bound_host, bound_port)
+    return handle

@@ -55,8 +55,12 @@ class _Worker:
 
 
 class Coordinator:
-    def __init__(self, config: ProxyConfig, log: logging.Logger) -> None:
+    def __init__(
+        self, config: ProxyConfig, log: logging.Logger, metrics: socket.socket | None = None
+    ) -> None:
         self._config = config
+        # The metrics_port, bound by the parent before the workers started.
+        self._metrics_socket = metrics
         self._log = log
         self._workers: list[_Worker] = []
         self._stop = asyncio.Event()
@@ -66,7 +70,7 @@ class Coordinator:
         cap = config.max_backends_per_tenant
         self._backends = None
         if cap is not None:
-            self._backends = TenantBackendCounts(cap, config.workers, self._ask_to_shed)
+            self._backends = TenantBackendCounts(cap, config.worker_count, self._ask_to_shed)
 
     async def run(
         self, workers: list[tuple[int, socket.socket]], announce: Callable[[Addresses], None]
@@ -148,14 +152,9 @@ class Coordinator:
     # -- the one /metrics --------------------------------------------------------------------
 
     async def _serve_metrics(self) -> None:
-        port = self._config.metrics_port
-        if port is None:
+        if self._metrics_socket is None:
             return
-        try:
-            server, address = await serve_exposition("127.0.0.1", port, self._metrics_text)
-        except OSError as exc:
-            cause = f"cannot listen on 127.0.0.1:{port}: {exc.strerror}"
-            raise SettingError(("metrics_port",), cause) from None
+        server, address = await serve_exposition(self._metrics_socket, self._metrics_text)
         self._metrics_server = server
         self._own_addresses["metrics"] = address
 

@@ -149,3 +149,9 @@ class HealthChecker:
             allowed,
             state.budget.max_connections,
         )
+        if state.budget.max_connections == 0:
+            self._log.warning(
+                "target %s: its budget is smaller than the workers; this one opens no backend"
+                " there (docs/decisions/0007-workers.md)",
+                state.target.name,
+            )

@@ -6,6 +6,10 @@ Both ends call and answer: a worker asks the coordinator to admit a tenant's cli
 coordinator asks a worker for its metrics or to KILL one of its sessions. Calls are answered in
 any order; a handler that awaits runs as a task of its own, so a slow one (a KILL over a new
 backend connection) holds up no other message.
+
+The lines sent in one turn of the event loop leave in one write (a burst of logins costs one
+syscall each way, not one per login), and the lines read are split out of whatever one read
+brought.
 """
 
 from __future__ import annotations
@@ -17,43 +21,37 @@ import json
 import logging
 import socket
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from tenantproxy.errors import TenantProxyError
 
 Handler = Callable[..., Any | Awaitable[Any]]
-# A metrics answer of a busy worker is its biggest message; a tenant label set is bounded by
-# the tenants, so this is room, not a limit met in practice.
-_LINE_LIMIT_BYTES = 64 * 1024 * 1024
 
 
 class LinkClosed(TenantProxyError):
     """The other end of a coordinator link went away."""
 
 
-class Link:
-    def __init__(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        handlers: dict[str, Handler],
-        log: logging.Logger,
-    ) -> None:
-        self._reader = reader
-        self._writer = writer
-        self.handlers = handlers  # may be filled in before run()
+class Link(asyncio.Protocol):
+    def __init__(self, handlers: dict[str, Handler], log: logging.Logger) -> None:
+        self.handlers = handlers  # may be filled in once the link exists
         self._log = log
+        self._transport: asyncio.Transport | None = None
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[Any]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._unsent: list[bytes] = []
+        self._partial = b""
+        self._lost = asyncio.get_running_loop().create_future()
         self.is_closed = False
 
     @classmethod
     async def over(
         cls, sock: socket.socket, handlers: dict[str, Handler], log: logging.Logger
     ) -> Link:
-        reader, writer = await asyncio.open_unix_connection(sock=sock, limit=_LINE_LIMIT_BYTES)
-        return cls(reader, writer, handlers, log)
+        loop = asyncio.get_running_loop()
+        _, link = await loop.create_unix_connection(lambda: cls(handlers, log), sock=sock)
+        return link
 
     async def call(self, op: str, **args: Any) -> Any:
         """Asks the other end; its answer. Raises LinkClosed when the link goes first."""
@@ -74,32 +72,52 @@ class Link:
             self._send({"op": op, "args": args})
 
     async def run(self) -> None:
-        """Reads and dispatches messages until the other end closes."""
-        try:
-            while line := await self._reader.readline():
-                self._dispatch(json.loads(line))
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            self._closed()
+        """Until the other end closes (messages are handled as they arrive)."""
+        await asyncio.shield(self._lost)
 
     async def drain_and_close(self) -> None:
         """Closes once what was told has left."""
-        await self._writer.drain()
+        self._flush()
         self.close()
+        await asyncio.shield(self._lost)
 
     def close(self) -> None:
-        self._writer.close()
-        self._closed()
+        if self._transport is not None:
+            self._flush()
+            self._transport.close()
 
-    def _closed(self) -> None:
+    # -- asyncio.Protocol ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        *lines, self._partial = (self._partial + data).split(b"\n")
+        for line in lines:
+            self._dispatch(json.loads(line))
+
+    def eof_received(self) -> bool:
+        return False  # the other end is gone: close this one too
+
+    def connection_lost(self, exc: Exception | None) -> None:
         self.is_closed = True
         for answer in self._waiting.values():
             if not answer.done():
                 answer.set_exception(LinkClosed("the coordinator link closed"))
+        if not self._lost.done():
+            self._lost.set_result(None)
+
+    # -- messages -----------------------------------------------------------------------------
 
     def _send(self, message: dict[str, Any]) -> None:
-        self._writer.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
+        if not self._unsent:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._unsent.append(json.dumps(message, separators=(",", ":")).encode() + b"\n")
+
+    def _flush(self) -> None:
+        if self._unsent and self._transport is not None and not self.is_closed:
+            self._transport.write(b"".join(self._unsent))
+        self._unsent.clear()
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         if "re" in message:

@@ -28,15 +28,6 @@ from tenantproxy.errors import SettingError
 from tenantproxy.proxy.kill import SESSION_ID_BASE, SESSION_ID_LIMIT
 
 
-def cpus_available() -> int:
-    """The CPUs this process may run on (its affinity mask, which a container or taskset
-    narrows), not the host's count."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 @dataclass(frozen=True)
 class WorkerPlace:
     """Which of the proxy's worker processes this is; ``SINGLE`` when there is one."""
@@ -75,22 +66,35 @@ def reserve_ports(config: ProxyConfig) -> tuple[ProxyConfig, list[socket.socket]
     comes back names the bound ports, which the workers then listen on too."""
     reserved: list[socket.socket] = []
     endpoints = []
-    for number, endpoint in enumerate(config.endpoints):
-        family = socket.AF_INET6 if ":" in endpoint.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        try:
-            sock.bind((endpoint.host, endpoint.port))
-        except OSError as exc:
+    try:
+        for number, endpoint in enumerate(config.endpoints):
+            loc = ("endpoints", number, "port")
+            sock = bind(endpoint.host, endpoint.port, loc, is_shared=True)
+            reserved.append(sock)
+            endpoints.append(endpoint.model_copy(update={"port": sock.getsockname()[1]}))
+    except SettingError:
+        for sock in reserved:
             sock.close()
-            for other in reserved:
-                other.close()
-            cause = f"cannot listen on {endpoint.host}:{endpoint.port}: {exc.strerror}"
-            raise SettingError(("endpoints", number, "port"), cause) from None
-        reserved.append(sock)
-        endpoints.append(endpoint.model_copy(update={"port": sock.getsockname()[1]}))
+        raise
     return config.model_copy(update={"endpoints": endpoints}), reserved
+
+
+def bind(host: str, port: int, loc: tuple[str | int, ...], *, is_shared: bool) -> socket.socket:
+    """A TCP socket bound to host:port (SO_REUSEPORT when ``is_shared``); SettingError at
+    ``loc`` when the port cannot be had."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if is_shared:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        # Worded as uvloop words it for a single process (libuv's lower-case messages).
+        reason = (exc.strerror or str(exc)).lower()
+        raise SettingError(loc, f"cannot listen on {host}:{port}: {reason}") from None
+    return sock
 
 
 # A worker: runs one proxy process on its place and its end of the coordinator's socket;
@@ -106,8 +110,10 @@ def run_workers(
     worker_main: WorkerMain,
     coordinator_main: CoordinatorMain,
     log: logging.Logger,
+    parent_only: list[socket.socket],
 ) -> int:
-    """Forks ``count`` workers and coordinates them until they have all exited."""
+    """Forks ``count`` workers and coordinates them until they have all exited. The sockets
+    in ``parent_only`` (the coordinator's own listeners) are closed in the workers."""
     config, reserved = reserve_ports(config)
     links: list[tuple[int, socket.socket]] = []
     for index in range(count):
@@ -117,7 +123,7 @@ def run_workers(
         pid = os.fork()
         if pid == 0:  # the worker: nothing of the parent's but the config and its link
             parent_end.close()
-            for sock in reserved:
+            for sock in [*reserved, *parent_only]:
                 sock.close()
             for _, other in links:
                 other.close()
