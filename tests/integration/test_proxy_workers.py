@@ -140,7 +140,10 @@ async def run_plain_client(endpoint: str, index: int, passwords: dict[str, str])
 @pytest.fixture(scope="module")
 def proxy(small_stack: RunningStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     config = proxy_config_from_stack(
-        small_stack.outputs, workers=WORKERS, metrics_port=0, max_clients_per_tenant=3
+        small_stack.outputs,
+        workers=WORKERS,
+        metrics_port=0,
+        pool_mode="session",  # test_one_metrics_endpoint counts a backend per client
     )
     with ProxyProcess(config, tmp_path_factory.mktemp("workers-proxy")) as running:
         yield running
@@ -200,10 +203,17 @@ def test_a_kill_of_another_tenants_session_on_the_other_worker_is_an_unknown_thr
             stranger.close()
 
 
-def test_max_clients_per_tenant_holds_across_the_workers(small_stack, proxy):
+def test_max_clients_per_tenant_holds_across_the_workers(small_stack, tmp_path):
     """Cap 3: of TRIES logins one after another, 3 get in and the rest get ERROR 1203, on
     whichever worker they land (a cap per worker would let up to 6 in)."""
-    endpoint = proxy.endpoint("read_only")
+    config = proxy_config_from_stack(
+        small_stack.outputs, workers=WORKERS, metrics_port=None, max_clients_per_tenant=3
+    )
+    with ProxyProcess(config, tmp_path) as proxy:
+        three_of_many_get_in(small_stack, proxy.endpoint("read_only"))
+
+
+def three_of_many_get_in(small_stack: RunningStack, endpoint: str) -> None:
     admitted: list[Any] = []
     refused_on: set[int] = set()
     workers_seen: set[int] = set()
@@ -287,7 +297,8 @@ def capped_proxy(
         workers=WORKERS,
         metrics_port=None,
         max_backends_per_tenant=2,
-        connection_borrow_timeout_s=2.0,
+        connection_borrow_timeout_s=3.0,
+        pool_mode="session",  # a client holds its backend from login to logout
     )
     with ProxyProcess(config, tmp_path_factory.mktemp("capped-proxy")) as running:
         yield running
@@ -324,7 +335,7 @@ def test_a_backend_idle_in_one_worker_is_given_up_for_a_client_of_the_other(
     small_stack, capped_proxy
 ):
     """The tenant's 2 backends: one leased in worker 0, one idle in worker 1. A login on
-    worker 0 is served within its borrow timeout (2 s), worker 1 closing its idle backend for
+    worker 0 is served within its borrow timeout (3 s), worker 1 closing its idle backend for
     it, not after that backend's idle timeout (300 s)."""
     endpoint = capped_proxy.endpoint("read_write")
     holders = one_on_each_worker(small_stack, endpoint, 4)
