@@ -320,7 +320,7 @@ def busy_run(
         busy, idle_result, cpu_us_per_query(before, after, busy.queries + idle_result.queries),
         sampler.summary(started, ended),
         rss_kib_per_idle=(rss_after - rss_before) / 1024 / idle if proxy and idle else None,
-        pins=proxy_pins(proxy) - pins_before if proxy else None,
+        pins=_difference(proxy_pins(proxy), pins_before) if proxy else None,
     )  # fmt: skip
 
 
@@ -328,8 +328,12 @@ def proxy_rss(proxy: ProxyHandle | None) -> int:
     return int(psutil.Process(proxy.pid).memory_info().rss) if proxy else 0
 
 
-def proxy_pins(proxy: ProxyHandle | None) -> float:
-    return pins_total(proxy.metrics) if proxy and proxy.metrics else 0.0
+def proxy_pins(proxy: ProxyHandle | None) -> float | None:
+    return pins_total(proxy.metrics) if proxy and proxy.metrics else None
+
+
+def _difference(after: float | None, before: float | None) -> float | None:
+    return after - before if after is not None and before is not None else None
 
 
 def busy_record(

@@ -27,6 +27,7 @@ from bench_stack import BenchStack, Endpoint
 from histogram import Histogram
 
 CLIENT_PROGRAM = Path(__file__).with_name("mux_clients.py")
+METRICS_TIMEOUT_S = 60.0
 LOGIN_CONCURRENCY = 64  # per process: a few hundred handshakes in flight at most
 
 
@@ -237,11 +238,15 @@ def _sample(connection: Any) -> Sample:
     return Sample(time.monotonic(), int(tenants), int(threads_connected))
 
 
-def pins_total(metrics: Endpoint) -> float:
-    """The proxy's session pins so far, every tenant and reason."""
+def pins_total(metrics: Endpoint) -> float | None:
+    """The proxy's session pins so far, every tenant and reason; None when /metrics does not
+    answer in time (the proxy's one event loop may be busy closing thousands of sessions)."""
     url = f"http://{metrics.host}:{metrics.port}/metrics"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        text = response.read().decode()
+    try:
+        with urllib.request.urlopen(url, timeout=METRICS_TIMEOUT_S) as response:
+            text = response.read().decode()
+    except OSError:  # TimeoutError and URLError are OSErrors
+        return None
     return sum(
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
