@@ -9,7 +9,7 @@ from tests.unit.pool.fakes import settle
 from tests.unit.pool.helpers import assert_consistent, make_pool
 
 
-async def test_take_idle_lends_the_most_recent_idle_backend_at_once() -> None:
+async def test_lease_idle_lends_the_most_recent_idle_backend_at_once() -> None:
     pool = make_pool()
     first, second = await pool.lease(), await pool.lease()
     pool.give_back_clean(first)
@@ -20,7 +20,7 @@ async def test_take_idle_lends_the_most_recent_idle_backend_at_once() -> None:
     assert_consistent(pool)
 
 
-async def test_take_idle_is_none_without_an_idle_backend_or_when_it_broke() -> None:
+async def test_lease_idle_is_none_without_an_idle_backend_or_when_it_broke() -> None:
     pool = make_pool()
     assert pool.lease_idle() is None
     lease = await pool.lease()
