@@ -1,13 +1,21 @@
-"""Backends: connections the proxy opens to a target, and the connector the pool uses.
+"""Backends: connections the proxy opens to a target.
 
-A backend has two modes. While a client session leases it, its bytes go straight to the
-session's ``relay_sink`` (no decoding). Otherwise the proxy itself talks to it (login, reset,
-COM_INIT_DB, health checks) through ``run_command``.
+A backend's ``mode`` says who owns the bytes the server sends, and only ``_move_to`` changes it,
+along ``ALLOWED_MODE_CHANGES``:
+
+- CONNECTING: the login (``log_in``) reads them;
+- COMMANDS: the proxy itself talks to it, one command at a time (reset, COM_INIT_DB, COM_PING,
+  COM_CHANGE_USER, health checks: ``run_command``), or it sits idle in its pool; a byte nobody
+  asked for breaks it;
+- RELAYING: a session's relay holds it (``relay_to`` / ``stop_relaying``), and every byte goes to
+  the relay at once, undecoded, with the connection's loss and its write buffer's fill and drain;
+- CLOSED: the connection is gone; nothing comes back from there.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import ssl
 import time
 from collections.abc import Callable
@@ -146,8 +154,51 @@ class BackendLoginRejected(BackendAuthError):
         self.error = error
 
 
+class BackendMode(enum.Enum):
+    """Who owns the bytes the server sends (the module docstring)."""
+
+    CONNECTING = "connecting"
+    COMMANDS = "commands"
+    RELAYING = "relaying"
+    CLOSED = "closed"
+
+
+ALLOWED_MODE_CHANGES: dict[BackendMode, frozenset[BackendMode]] = {
+    BackendMode.CONNECTING: frozenset({BackendMode.COMMANDS, BackendMode.CLOSED}),
+    BackendMode.COMMANDS: frozenset({BackendMode.RELAYING, BackendMode.CLOSED}),
+    BackendMode.RELAYING: frozenset({BackendMode.COMMANDS, BackendMode.CLOSED}),
+    BackendMode.CLOSED: frozenset(),
+}
+_CONNECTING = BackendMode.CONNECTING
+_COMMANDS = BackendMode.COMMANDS
+_RELAYING = BackendMode.RELAYING
+_CLOSED = BackendMode.CLOSED
+
+
+class RelayHooks(NamedTuple):
+    """Where a RELAYING backend's events go: the relay that holds it."""
+
+    received: Callable[[bytes], None]  # every byte the server sends
+    lost: Callable[[], None]  # the connection dropped
+    # This connection's write buffer filled (the target reads slower than the client writes):
+    # stop reading from the client; and drained again.
+    pause_client: Callable[[], None]
+    resume_client: Callable[[], None]
+
+
+def _nothing() -> None:
+    return None
+
+
+def _ignored(data: bytes) -> None:
+    return None
+
+
+_NO_RELAY = RelayHooks(_ignored, _nothing, _nothing, _nothing)
+
+
 class BackendConnection(asyncio.Protocol):
-    """One connection to a target."""
+    """One connection to a target, in one mode at a time (the module docstring)."""
 
     def __init__(self, target: Target, max_packet_bytes: int, login: ClientConnection) -> None:
         self.target = target
@@ -170,18 +221,13 @@ class BackendConnection(asyncio.Protocol):
         self.server_version = ""
         self.auth_nonce = b""
         self.profile: BackendProfile | None = None
-        # Set by the session that leases this backend: receives every byte the server sends.
-        self.relay_sink: Callable[[bytes], None] | None = None
-        # Set by the session: told when the connection drops, and to pause or resume the
-        # client's reads when this connection's write buffer fills or drains.
-        self.on_lost: Callable[[], None] | None = None
-        self.on_pause_writing: Callable[[], None] | None = None
-        self.on_resume_writing: Callable[[], None] | None = None
+        # From the start: the server speaks first, maybe before log_in() runs.
+        self.mode = _CONNECTING
+        self._hooks = _NO_RELAY  # the relay's, while RELAYING
         self.negotiated_capabilities = CapabilityFlags(0)
         # What the target offered in its handshake (the router learns targets' capabilities).
         self.server_capabilities = CapabilityFlags(0)
-        # Set from the start: the server speaks first, maybe before log_in() runs.
-        self._login: ClientConnection | None = login
+        self._login: ClientConnection | None = login  # until log_in() ends
         self._inbox = asyncio.Event()
         # Set when the transport is gone: a TLS close ends a round trip after close().
         self._is_lost = asyncio.Event()
@@ -206,32 +252,62 @@ class BackendConnection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        sink = self.relay_sink
-        if sink is not None:
-            sink(data)
-        elif self._login is not None:
+        mode = self.mode
+        if mode is _RELAYING:
+            self._hooks.received(data)
+        elif mode is _COMMANDS:
+            self._receive_reply(data)
+        elif mode is _CONNECTING and self._login is not None:
             self._login.receive_data(data)
             self._inbox.set()
-        else:
-            self._receive_reply(data)
+        else:  # after a failed login: the backend can no longer be trusted
+            self.mark_broken()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        was_relaying = self.mode is _RELAYING
+        self._move_to(_CLOSED)
         self.is_broken = True
         self._is_lost.set()
         self._inbox.set()
         if self._reply is not None and not self._reply.done():
             self._reply.set_exception(BackendError(f"{self.target.name} closed the connection"))
-        if self.on_lost is not None:
-            self.on_lost()
+        if was_relaying:
+            self._hooks.lost()
 
     def pause_writing(self) -> None:
-        # The target reads slower than the client writes: stop reading from the client.
-        if self.on_pause_writing is not None:
-            self.on_pause_writing()
+        if self.mode is _RELAYING:
+            self._hooks.pause_client()
 
     def resume_writing(self) -> None:
-        if self.on_resume_writing is not None:
-            self.on_resume_writing()
+        if self.mode is _RELAYING:
+            self._hooks.resume_client()
+
+    # -- modes ---------------------------------------------------------------------------
+
+    def _move_to(self, mode: BackendMode) -> None:
+        """The one place the mode changes."""
+        if mode not in ALLOWED_MODE_CHANGES[self.mode]:
+            raise RuntimeError(f"backend of {self.target.name}: {self.mode.name} -> {mode.name}")
+        self.mode = mode
+
+    def relay_to(self, hooks: RelayHooks) -> None:
+        """A session's relay holds this backend from now on. A backend whose connection is
+        gone already cannot relay: the relay is told it is lost, as if it had dropped now."""
+        self._hooks = hooks
+        if self.mode is _CLOSED:
+            asyncio.get_running_loop().call_soon(self._tell_lost, hooks)
+            return
+        self._move_to(_RELAYING)
+
+    def _tell_lost(self, hooks: RelayHooks) -> None:
+        if self._hooks is hooks:  # still held by that relay
+            hooks.lost()
+
+    def stop_relaying(self) -> None:
+        """The relay lets go: the proxy owns the bytes again (a lost backend stays CLOSED)."""
+        self._hooks = _NO_RELAY
+        if self.mode is _RELAYING:
+            self._move_to(_COMMANDS)
 
     # -- login -------------------------------------------------------------------------
 
@@ -245,6 +321,8 @@ class BackendConnection(asyncio.Protocol):
             raise BackendError(f"{self.target.name}: login timed out") from None
         finally:
             self._login = None
+        if self.mode is _CONNECTING:  # else the connection dropped after the login's last byte
+            self._move_to(_COMMANDS)
         self.current_schema = database
 
     async def _drive_login(
@@ -291,7 +369,7 @@ class BackendConnection(asyncio.Protocol):
         """Sends one command and returns the payloads of its response (proxy-side use only)."""
         if self.is_broken or self.transport is None or self.tracker is None:
             raise BackendError(f"{self.target.name}: connection is broken")
-        assert self.relay_sink is None, "a leased backend's bytes belong to its session"
+        assert self.mode is _COMMANDS, "a relaying backend's bytes belong to its session"
         loop = asyncio.get_running_loop()
         self._reply = loop.create_future()
         self._reply_packets = []

@@ -26,7 +26,7 @@ import logging
 from typing import TYPE_CHECKING, Protocol
 
 from tenantproxy.proxy import mysql_errors
-from tenantproxy.proxy.backends import BackendConnection
+from tenantproxy.proxy.backends import BackendConnection, RelayHooks
 from tenantproxy.proxy.client_channel import ClientChannel
 from tenantproxy.proxy.kill import KillRequest, may_be_a_kill
 from tenantproxy.proxy.mysql_errors import MysqlError
@@ -151,11 +151,14 @@ class Relay:
         self._target_name = backend.target.name
         self._editor = editor
         self._tracker = editor.tracker if editor is not None else backend.tracker
-        backend.relay_sink = self._from_edited_backend if editor else self._from_backend
-        backend.on_lost = self._session.backend_lost
-        backend.on_pause_writing = self._client.pause_reading
-        backend.on_resume_writing = self._client.resume_reading
         self._unanswered = [] if editor is not None else None
+        client = self._client
+        received = self._from_edited_backend if editor else self._from_backend
+        backend.relay_to(
+            RelayHooks(
+                received, self._session.backend_lost, client.pause_reading, client.resume_reading
+            )
+        )
 
     def detach(self) -> bool:
         """Stops relaying to the attached backend; True when it can serve another client."""
@@ -164,8 +167,7 @@ class Relay:
             return False
         self._backend = self._tracker = self._editor = None
         self._unanswered = None
-        backend.relay_sink = None
-        backend.on_lost = backend.on_pause_writing = backend.on_resume_writing = None
+        backend.stop_relaying()
         transport = backend.transport
         if transport is not None and not transport.is_closing():
             transport.resume_reading()
