@@ -2,7 +2,7 @@
 VENV := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup test lint demo bench fuzz clean
+.PHONY: setup test lint demo bench fuzz driver-suites clean
 
 setup:
 	@scripts/setup.sh
@@ -26,6 +26,10 @@ bench: setup
 	$(VENV)/python bench/point_select.py
 	$(VENV)/python bench/login.py
 	$(VENV)/python bench/multiplex.py
+
+# Client libraries' own test suites, straight to MariaDB and through the proxy (bench/README.md).
+driver-suites: setup
+	$(VENV)/python bench/driver_suites.py
 
 clean:
 	rm -rf .venv .tenantproxy .pytest_cache
