@@ -28,7 +28,7 @@ import random
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
@@ -61,7 +61,9 @@ class JsonLinesSpanExporter(SpanExporter):
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: TextIO = path.open("a", encoding="utf-8")
+        # Unbuffered O_APPEND: each batch is one write(2) at the file's end, so the worker
+        # processes of one proxy (workers = N) can share the file without splitting a line.
+        self._file: BinaryIO = path.open("ab", buffering=0)
         self._lock = threading.Lock()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
@@ -69,8 +71,7 @@ class JsonLinesSpanExporter(SpanExporter):
         with self._lock:
             if self._file.closed:
                 return SpanExportResult.FAILURE
-            self._file.write(lines)
-            self._file.flush()
+            self._file.write(lines.encode())
         return SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:
