@@ -157,8 +157,11 @@ def running_stack(
     """Starts a small stack (4 tenants, proxy cluster only); brings it down on any exit.
 
     ``iam_auth`` is every tenant's: "required" (token login, the stack's default) or "disabled"
-    (password login). ``extra_settings`` (``key=value``) come last and win."""
+    (password login). The proxies are one process each (``proxy_workers=1``; the proxy's own
+    default is one worker per CPU), so rows measured before workers existed still compare; a
+    benchmark asks for workers explicitly. ``extra_settings`` (``key=value``) come last and win."""
     settings = ["tenants=4", f"rows={rows}", "load_test=false", f"iam_auth={iam_auth}"]
+    settings.append("proxy_workers=1")
     settings.append(f"require_tls={'true' if is_tls_required else 'false'}")
     settings += extra_settings
     command = [str(TENANTPROXY), "stack", "up", "--state-dir", str(state_dir)]

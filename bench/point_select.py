@@ -8,6 +8,7 @@ mode reaches the same mariadbd the same way, then for each client connection cou
 - direct:     sysbench (bench/point_select.lua) to that replica, as the tenant's own MariaDB user;
 - proxy:      the proxy's read-only endpoint (session pooling, the stack's proxy), same user;
 - proxy txn:  a second proxy on the same servers with ``pool_mode = "transaction"``;
+- proxy 2w:   a second proxy with ``workers = 2`` (SO_REUSEPORT processes; CPU summed over them);
 - relay:      plain only, bench/bare_relay.py in front of the replica (a floor for Python proxies);
 - pg direct:  plain only, ``pgbench -S`` straight to a PostgreSQL the benchmark starts;
 - pgbouncer:  plain only, ``pgbench -S`` through PgBouncer (transaction pooling) to it.
@@ -53,8 +54,10 @@ RESULTS_DIR = Path(__file__).with_name("results")
 BARE_RELAY = Path(__file__).with_name("bare_relay.py")
 WARM_UP_S = 1.0
 ROWS = 1000
-# One replica: direct, proxy and relay all reach the same mariadbd (see bench/README.md).
+# One replica: direct, proxy and relay all reach the same mariadbd (see bench/README.md). The
+# stack's proxy is one process (bench_stack: workers = 1); "proxy 2w" is it with two workers.
 STACK_SETTINGS = ("replicas=1",)
+TWO_WORKERS = 2
 
 # Wide enough for the table when the output is a file or a pipe (`make bench | tee`).
 console = Console() if sys.stdout.isatty() else Console(width=200)
@@ -62,7 +65,7 @@ console = Console() if sys.stdout.isatty() else Console(width=200)
 
 @dataclass(frozen=True)
 class Mode:
-    name: str  # direct | proxy | proxy txn | relay | pg direct | pgbouncer
+    name: str  # direct | proxy | proxy txn | proxy 2w | relay | pg direct | pgbouncer
     client: str  # sysbench | pgbench
     endpoint: Endpoint
     middle: str | None  # the process between client and server (a key of the PIDs); None: direct
@@ -113,6 +116,11 @@ def has_pool_mode() -> bool:
     return "pool_mode" in ProxyConfig.model_fields
 
 
+def has_workers() -> bool:
+    """Whether this proxy's config takes ``workers`` (the two-worker row needs it)."""
+    return "workers" in ProxyConfig.model_fields
+
+
 def run_variant(variant: str, state_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     is_tls = variant == "tls"
     console.print(f"[bold]{variant}[/]: starting a stack in {state_dir}")
@@ -140,6 +148,11 @@ def run_variant(variant: str, state_dir: Path, args: argparse.Namespace) -> dict
                 second_proxy(stack, "proxy-transaction", overrides)
             )
             modes.append(Mode("proxy txn", "sysbench", endpoint, "proxy txn", server, "direct"))
+        if has_workers():
+            endpoint, pids["proxy 2w"] = cleanup.enter_context(
+                second_proxy(stack, "proxy-two-workers", {"workers": TWO_WORKERS})
+            )
+            modes.append(Mode("proxy 2w", "sysbench", endpoint, "proxy 2w", server, "direct"))
         if not is_tls and not args.no_relay:
             endpoint, pids["relay"] = cleanup.enter_context(bare_relay(replica))
             modes.append(Mode("relay", "sysbench", endpoint, "relay", server, "direct"))
@@ -164,6 +177,7 @@ def run_variant(variant: str, state_dir: Path, args: argparse.Namespace) -> dict
                 "proxy_reads_from": sorted(stack.replicas),
                 "proxy_to_backend_tls": False,
                 "proxy_txn_pool_mode": "transaction" if has_pool_mode() else None,
+                "proxy_2w_workers": TWO_WORKERS if has_workers() else None,
                 "pids": pids,
                 "pg": {**server_versions(), "pgbouncer_pool_size": max(args.connections)}
                 if pg

@@ -33,6 +33,7 @@ POINT_SELECT_KEYS = (
 # Paired ratios printed under the point-select table, when both modes ran: (mode, divided by).
 COMPARISONS = (
     ("proxy txn", "proxy"),
+    ("proxy 2w", "proxy"),
     ("proxy", "relay"),
     ("proxy", "pgbouncer"),
     ("proxy txn", "pgbouncer"),

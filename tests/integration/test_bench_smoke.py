@@ -43,7 +43,7 @@ def is_clean(run: dict[str, Any]) -> bool:
 def test_the_point_select_benchmark_measures_every_mode(tmp_path: Path) -> None:
     args = ("--rounds", "1", "--seconds", "1", "--connections", "2", "--plain")
     runs = runs_in(run_bench("point_select.py", tmp_path, *args))
-    modes = {"direct", "proxy", "proxy txn", "relay", "pg direct", "pgbouncer"}
+    modes = {"direct", "proxy", "proxy txn", "proxy 2w", "relay", "pg direct", "pgbouncer"}
     assert {run["mode"] for run in runs} == modes
     assert all(is_clean(run) for run in runs), runs
 

@@ -38,6 +38,9 @@ class StackSettings(BaseModel):
     max_idle_connections_percent: int = Field(default=50, ge=0, le=100)
     connection_borrow_timeout_s: float = Field(default=120.0, gt=0, le=300)
     start_proxy: bool = Field(default=True, description="start `tenantproxy proxy run`")
+    proxy_workers: int | None = Field(
+        default=None, ge=1, description="the proxy's `workers`; none: one per CPU it may use"
+    )
     iam_auth: Literal["required", "disabled"] = Field(
         default="required", description="every tenant secret's IAMAuth: token login or password"
     )

@@ -320,6 +320,7 @@ class _StackBuilder:
             "max_packet_bytes": s.max_allowed_packet_mb * 1024 * 1024,
             "iam_auth": proxy_iam_auth(identity, self.files.identity_key),
             "metrics_port": metrics_port,
+            **({"workers": s.proxy_workers} if s.proxy_workers is not None else {}),
             "tracing": outputs.tracing_table(
                 s.trace_sample_ratio, s.otlp_endpoint, self.files.traces_dir, "proxy"
             ),
