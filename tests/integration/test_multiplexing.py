@@ -431,3 +431,22 @@ def test_a_statement_whose_backend_dies_unanswered_runs_on_another_with_the_sess
         slept, time_zone, _ = answer[0]
         assert (slept, time_zone) == (0, "+03:00")
         assert one(client, "SELECT @@time_zone") == "+03:00"
+
+
+def test_a_client_idle_in_its_last_insert_id_hold_outlives_its_backend(stack, proxy):
+    # The hold is the proxy's own doing: a backend that dies during it costs the client nothing.
+    assert proxy.server is not None
+    sessions = proxy.server.context.sessions
+    with connect(stack, proxy) as client:
+        with client.cursor() as cursor:
+            cursor.execute("INSERT INTO mytable (Column_A) VALUES ('lidgone')")
+
+        def abort_the_held_backend() -> bool:
+            held = sessions[client.thread_id()].held_backend
+            if held is None or held.connection.transport is None:
+                return False
+            held.connection.transport.abort()
+            return True
+
+        assert proxy.call(abort_the_held_backend)  # within last_insert_id_hold_timeout_s
+        assert one(client, "SELECT 7") == 7

@@ -196,7 +196,7 @@ class ClientSession(asyncio.Protocol):
         # The database dropped the connection: the client cannot go on with this session.
         # When nothing of the answer reached it yet, it is told why, as RDS Proxy does.
         self._context.log.info("session %d: backend connection lost", self.session_id)
-        if self._multiplexer is not None and self._multiplexer.resend_after_loss():
+        if self._multiplexer is not None and self._multiplexer.outlive_backend():
             return
         relay = self._relay
         if relay is not None and not relay.is_idle and not relay.has_answered:

@@ -301,32 +301,31 @@ class Multiplexer:
 
     # -- a backend that dies ---------------------------------------------------------------------
 
-    def resend_after_loss(self) -> bool:
-        """The attached backend died: True when the client's unanswered commands go again, on
-        another backend with the session's state replayed (ProxySQL's query retries). Not when
-        anything tied the session to the dead backend (a transaction, a pin, a prepared
-        statement's cursor or long data), a byte of the answer reached the client, or the
-        resends for this command are spent: the client then gets ERROR 2013."""
+    def outlive_backend(self) -> bool:
+        """The attached backend died: True when the session goes on without it. A client that
+        is idle (only the last-insert-id hold kept the backend) loses nothing: its next command
+        gets another backend. Unanswered commands go again, on another backend with the
+        session's state replayed (ProxySQL's query retries). Neither when anything tied the
+        session to the dead backend (a transaction, a pin, a prepared statement's cursor or
+        long data), nor when a byte of the answer reached the client or the resends for this
+        command are spent: the client then gets ERROR 2013."""
         relay, held = self.relay, self.held
         if (
             relay is None
             or held is None
-            or self._resends_left <= 0
             or self.state.is_pinned
             or self.state.is_in_transaction
             or self.statements.holds_backend
-            or not relay.take_unanswered()
         ):
             return False
+        if relay.is_idle:
+            relay.detach()
+            self._drop_dead(held)
+            return True
+        if self._resends_left <= 0 or not relay.take_unanswered():
+            return False
         self._resends_left -= 1
-        self.held = None
-        self._sent.clear()
-        self._cancel_hold_timer()
-        self.state.end_last_insert_id_hold()
-        held.connection.mark_broken()
-        give_back(self._context, held, is_reusable=False)
-        if held.target.request_check is not None:
-            held.target.request_check()  # the target may have died with it
+        self._drop_dead(held)
         self._context.metrics.count("CommandsResentAfterBackendLoss", tenant=self._db_user)
         self._context.log.info(
             "backend on %s lost before it answered: the command goes to another backend",
@@ -336,6 +335,16 @@ class Multiplexer:
             self._is_leasing = True
             self._context.spawn(self._lease())
         return True
+
+    def _drop_dead(self, held: HeldBackend) -> None:
+        self.held = None
+        self._sent.clear()
+        self._cancel_hold_timer()
+        self.state.end_last_insert_id_hold()
+        held.connection.mark_broken()
+        give_back(self._context, held, is_reusable=False)
+        if held.target.request_check is not None:
+            held.target.request_check()  # the target may have died with it
 
     # -- giving it back -------------------------------------------------------------------------
 

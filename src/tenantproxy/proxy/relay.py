@@ -53,7 +53,7 @@ REFUSED_BY_THE_PROXY = frozenset((Command.COM_BINLOG_DUMP, Command.COM_BINLOG_DU
 _NOT_RELAYED = ANSWERED_BY_THE_PROXY | REFUSED_BY_THE_PROXY
 _FIRST_FRAGMENT_BYTES = HEADER_BYTES + MAX_PACKET_PAYLOAD_BYTES
 # Commands that may be sent again on another backend when theirs died before answering
-# (multiplexer.resend_after_loss): the ones whose whole effect is their answer or a state the
+# (multiplexer.outlive_backend): the ones whose whole effect is their answer or a state the
 # replay carries. A binary statement's ids and long data are tied to its backend.
 _RESENDABLE = frozenset(
     (

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import time
@@ -49,18 +50,39 @@ class ProcessRecord:
         )
 
 
+# Listening ports come from below the kernel's ephemeral range, which outgoing connections draw
+# from: a port that was free when picked could otherwise be a client socket's by the time the
+# server binds it (seen with thousands of test connections open: "Address already in use").
+_LISTEN_PORTS_FLOOR = 10_000
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_PORT_DRAWS = random.SystemRandom()  # not the random module's state, which is the program's
+
+
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """Ports the OS calls free now; all held open together so that none repeats."""
-    sockets = []
+    """Ports free now, outside the ephemeral range; held open together so that none repeats."""
+    ceiling = _ephemeral_floor()
+    sockets: list[socket.socket] = []
     try:
-        for _ in range(count):
+        while len(sockets) < count:
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind((host, 0))
+            try:
+                sock.bind((host, _PORT_DRAWS.randrange(_LISTEN_PORTS_FLOOR, ceiling)))
+            except OSError:  # taken: another draw
+                sock.close()
+                continue
             sockets.append(sock)
         return [sock.getsockname()[1] for sock in sockets]
     finally:
         for sock in sockets:
             sock.close()
+
+
+def _ephemeral_floor() -> int:
+    try:
+        low = int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768  # Linux's default
+    return max(low, _LISTEN_PORTS_FLOOR + 1000)
 
 
 def start_detached(
