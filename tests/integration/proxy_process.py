@@ -56,6 +56,11 @@ class ProxyProcess:
         self._process.terminate()
         return self._process.wait(timeout=timeout_s)
 
+    def wait(self, timeout_s: float) -> int:
+        """The exit status, once the proxy exits on its own."""
+        assert self._process is not None
+        return self._process.wait(timeout=timeout_s)
+
     def worker_pids(self) -> list[int]:
         """The worker processes (workers > 1); none when the proxy is a single process."""
         assert self._process is not None

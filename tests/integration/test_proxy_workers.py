@@ -10,6 +10,8 @@ the tests open connections until both workers are among them, and check that the
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -394,6 +396,21 @@ def test_sigterm_drains_every_worker(small_stack, tmp_path):
     assert status == 0, Path(proxy.log_file).read_text()[-2000:]
     assert [r.ended() for r in running] == [1] * WORKERS
     assert all(not_running(pid) for pid in workers)
+
+
+def test_a_worker_that_dies_stops_the_whole_proxy(small_stack, tmp_path):
+    """SIGKILL of one worker: the coordinator asks the other to drain, and the proxy exits
+    with status 1 for its supervisor to restart, not as half a proxy."""
+    config = proxy_config_from_stack(small_stack.outputs, workers=WORKERS, metrics_port=None)
+    with ProxyProcess(config, tmp_path) as proxy:
+        dying, surviving = proxy.worker_pids()
+        os.kill(dying, signal.SIGKILL)
+        status = proxy.wait(timeout_s=60)
+    assert status == 1
+    assert not_running(surviving)
+    log = Path(proxy.log_file).read_text()
+    assert "exited: stopping the proxy" in log
+    assert "worker 1 stopped" in log or "worker 0 stopped" in log  # the survivor drained
 
 
 class SleepThenLeave:

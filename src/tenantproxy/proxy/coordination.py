@@ -41,6 +41,9 @@ from tenantproxy.proxy.tenant_backends import TenantBackendCounts
 from tenantproxy.proxy.workers import WorkerPlace
 
 Addresses = dict[str, tuple[str, int]]
+# A worker too busy to answer a scrape within this is left out of it (Prometheus's own scrape
+# timeout is 10 s by default).
+_METRICS_TIMEOUT_S = 5.0
 
 
 @dataclass
@@ -163,14 +166,15 @@ class Coordinator:
         coordinator's own process beside them: process_cpu_seconds_total is the whole proxy's."""
         live = [w for w in self._workers if not w.link.is_closed]
         answers = await asyncio.gather(
-            *(w.link.call("metrics") for w in live), return_exceptions=True
+            *(asyncio.wait_for(w.link.call("metrics"), _METRICS_TIMEOUT_S) for w in live),
+            return_exceptions=True,
         )
         parts = [a for a in answers if isinstance(a, list)]
         own = Family(
             "workers",
-            "worker processes serving the endpoints now",
+            "worker processes whose metrics this scrape sums",
             "gauge",
-            lambda: [Sample("", len(live))],
+            lambda: [Sample("", len(parts))],
         )
         return merged([*parts, collected([own])], MERGED)
 
