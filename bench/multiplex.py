@@ -3,7 +3,7 @@ connections, side by side with direct connections and session pooling, in one ru
 
 Three parts, each on a plain (no TLS) stack of its own kind, 4 tenants, 2 replicas, password
 logins; every proxy is a ``tenantproxy proxy run`` the benchmark starts with an explicit
-``pool_mode`` on the stack's servers (the stack's own proxy is not started):
+``pool_mode`` and ``workers = 1`` on the stack's servers (the stack's own proxy is not started):
 
 a) many clients: ``--clients`` (2,000) long-lived connections, spread over client processes
    (bench/mux_clients.py, ``--per-process`` each) and the tenants, all logged in first, then each
@@ -158,7 +158,10 @@ def reaching(
     if mode.pool_mode is None:
         yield list(stack.replicas.values()), None
         return
-    with proxy_process(stack, name, {"pool_mode": mode.pool_mode}) as proxy:
+    # One worker process, whatever the proxy's default: a worker's RSS is what is measured per
+    # idle client, and the rows compare with those measured before workers existed.
+    overrides = {"pool_mode": mode.pool_mode, "workers": 1}
+    with proxy_process(stack, name, overrides) as proxy:
         yield [proxy.read_only], proxy
 
 
