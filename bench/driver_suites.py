@@ -110,9 +110,7 @@ def _prepare_databases(stack: BenchStack, suite: Suite) -> None:
     with stack.admin_connection("proxy-writer") as admin, admin.cursor() as cursor:
         for database in suite.databases:
             cursor.execute(f"DROP DATABASE IF EXISTS `{database}`")
-            cursor.execute(
-                f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
-            )
+            cursor.execute(f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4")
         cursor.execute("GRANT ALL PRIVILEGES ON *.* TO 'user1'@'%' WITH GRANT OPTION")
         cursor.execute("SET GLOBAL local_infile = 1")
 

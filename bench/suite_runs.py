@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PYTHON = sys.executable
+TEST_TIMEOUT_S = 60  # pytest-timeout, per test: a test that hangs fails, and the suite goes on
 
 
 @dataclass(frozen=True)
@@ -195,6 +196,7 @@ def run_suite(
         "-q",
         "--tb=short",
         f"--junitxml={junit}",
+        f"--timeout={TEST_TIMEOUT_S}",
     ]
     run = SuiteRun(suite.name, target)
     with log.open("w") as out:

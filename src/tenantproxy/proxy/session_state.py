@@ -174,6 +174,10 @@ class SessionState:
         self.pins: set[PinReason] = set()
         self.transaction_state = _NO_TRANSACTION
         self.transaction_characteristics = ""
+        # SERVER_STATUS_IN_TRANS of the last response: an EOF packet (a result set's end for a
+        # client without CLIENT_DEPRECATE_EOF) has the flag but no session-state tracking, so
+        # a transaction that a SELECT opened with autocommit = 0 shows only here.
+        self._is_server_in_transaction = False
         self._hold_left = 0
 
     @property
@@ -183,8 +187,12 @@ class SessionState:
     @property
     def is_in_transaction(self) -> bool:
         """A transaction is open (or its characteristics are set for the next one), as the
-        server's session tracking last reported."""
-        return bool(self.transaction_state.strip("_") or self.transaction_characteristics)
+        server's session tracking or the last response's status flags reported."""
+        return bool(
+            self.transaction_state.strip("_")
+            or self.transaction_characteristics
+            or self._is_server_in_transaction
+        )
 
     def observe(
         self, end: ResponseEnd, hint: PinReason | None = None, statement: bytes = b""
@@ -193,6 +201,9 @@ class SessionState:
         ``hint`` is ``text_pin_reason`` of the command it answered, ``statement`` that
         command's first bytes (a COM_QUERY's)."""
         before = set(self.pins)
+        self._is_server_in_transaction = bool(
+            end.status_flags & ServerStatus.SERVER_STATUS_IN_TRANS
+        )
         if end.last_insert_id:
             self._hold_left = self.settings.last_insert_id_hold_statements
         elif self._hold_left:

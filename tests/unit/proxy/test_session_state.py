@@ -135,6 +135,19 @@ def test_status_flags_cursors_and_local_infile_hold_the_backend():
     assert state.may_give_back(ok_end(status=0))  # autocommit off, no transaction open
 
 
+def test_a_transaction_shown_only_by_the_status_flags_is_one():
+    # A SELECT with autocommit = 0, answered to a client without CLIENT_DEPRECATE_EOF: its
+    # EOF has SERVER_STATUS_IN_TRANS and no session tracking. A client leaving now must get
+    # its backend reset (Multiplexer.end), or its locks stay on the idle backend.
+    state = SessionState(Settings())
+    in_transaction = ResponseEnd(int(ServerStatus.SERVER_STATUS_IN_TRANS))
+    state.observe(in_transaction)
+    assert state.is_in_transaction
+    assert not state.may_give_back(in_transaction)
+    state.observe(ResponseEnd(0))  # COMMIT's OK
+    assert not state.is_in_transaction
+
+
 def test_a_last_insert_id_holds_the_backend_for_the_next_statements():
     state = SessionState(Settings(last_insert_id_hold_statements=2))
     insert = ok_end(last_insert_id=7)
