@@ -25,7 +25,8 @@ from tenantproxy.wire.mysql.responses import ErrPacket
 
 if TYPE_CHECKING:
     from tenantproxy.proxy.backends import BackendProfile
-    from tenantproxy.proxy.client_session import ClientSession, PendingBytes
+    from tenantproxy.proxy.client_channel import PendingBytes
+    from tenantproxy.proxy.client_session import ClientSession
     from tenantproxy.proxy.leasing import HeldBackend
     from tenantproxy.proxy.login_flow import LoginFlow
     from tenantproxy.proxy.mysql_errors import MysqlError

@@ -3,7 +3,10 @@ compression (CLIENT_COMPRESS, wire/mysql/compression.py), closing.
 
 Layering follows MariaDB's (net_serv.cc over vio): compressed packets travel inside TLS, so a
 read is decrypted then decompressed and a write compressed then encrypted. Compression starts
-only after the OK that ends the login, which is sent plain (MySQL "Compression" pages)."""
+only after the OK that ends the login, which is sent plain (MySQL "Compression" pages).
+
+``PendingBytes`` holds the client's plaintext that no relay takes yet (during the login, or
+while the proxy answers a command itself)."""
 
 from __future__ import annotations
 
@@ -137,3 +140,31 @@ class ClientChannel:
         outgoing = self._tls.pending_encrypted()
         if outgoing:
             self._transport.write(outgoing)
+
+
+class PendingBytes:
+    """The client's plaintext that no relay takes (during the login, or while the proxy
+    answers a command), and the wake-up of the step that waits for more of it."""
+
+    __slots__ = ("_arrived", "data")
+
+    def __init__(self) -> None:
+        self.data = b""
+        self._arrived = asyncio.Event()
+
+    def add(self, data: bytes) -> None:
+        self.data += data
+        self._arrived.set()
+
+    def take(self) -> bytes:
+        data, self.data = self.data, b""
+        return data
+
+    def wake(self) -> None:
+        """The session ended: a step waiting for the client's bytes sees it at once."""
+        self._arrived.set()
+
+    async def wait(self, timeout_s: float) -> None:
+        """Until more bytes came (or the session ended); TimeoutError after ``timeout_s``."""
+        self._arrived.clear()
+        await asyncio.wait_for(self._arrived.wait(), timeout_s)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from tenantproxy.proxy import mysql_errors
 from tenantproxy.proxy.change_user import ChangeUser
-from tenantproxy.proxy.client_channel import ClientChannel
+from tenantproxy.proxy.client_channel import ClientChannel, PendingBytes
 from tenantproxy.proxy.kill_answers import KillAnswers
 from tenantproxy.proxy.leasing import give_back
 from tenantproxy.proxy.login_flow import LoginFlow
@@ -60,34 +60,6 @@ ALLOWED_TRANSITIONS: dict[SessionPhase, set[SessionPhase]] = {
     SessionPhase.ANSWERING: {SessionPhase.RELAYING, SessionPhase.CLOSED},
     SessionPhase.CLOSED: set(),
 }
-
-
-class PendingBytes:
-    """The client's plaintext that no relay takes (during the login, or while the proxy
-    answers a command), and the wake-up of the step that waits for more of it."""
-
-    __slots__ = ("_arrived", "data")
-
-    def __init__(self) -> None:
-        self.data = b""
-        self._arrived = asyncio.Event()
-
-    def add(self, data: bytes) -> None:
-        self.data += data
-        self._arrived.set()
-
-    def take(self) -> bytes:
-        data, self.data = self.data, b""
-        return data
-
-    def wake(self) -> None:
-        """The session ended: a step waiting for the client's bytes sees it at once."""
-        self._arrived.set()
-
-    async def wait(self, timeout_s: float) -> None:
-        """Until more bytes came (or the session ended); TimeoutError after ``timeout_s``."""
-        self._arrived.clear()
-        await asyncio.wait_for(self._arrived.wait(), timeout_s)
 
 
 class ClientSession(asyncio.Protocol):

@@ -42,8 +42,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from tenantproxy.config import EndpointConfig
-    from tenantproxy.proxy.client_channel import ClientChannel
-    from tenantproxy.proxy.client_session import ClientSession, PendingBytes
+    from tenantproxy.proxy.client_channel import ClientChannel, PendingBytes
+    from tenantproxy.proxy.client_session import ClientSession
     from tenantproxy.proxy.leasing import HeldBackend
     from tenantproxy.proxy.mysql_errors import MysqlError
     from tenantproxy.proxy.server import ProxyContext
