@@ -61,6 +61,9 @@ def failover_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
         replicas=2,
         load_test=False,
         state_dir=tmp_path_factory.mktemp("failover") / "state",
+        # One process: the tests read its log for one health change per event (each worker
+        # checks and logs its targets' health on its own; test_proxy_workers covers workers).
+        proxy_workers=1,
     )
     console = quiet_console()
     try:
