@@ -12,7 +12,7 @@ the process prints ``ready {json}`` and waits for the line ``go``. Each logged-i
 thinks (uniform in ``think_s``) and runs one point select (text protocol), again and again, until
 the line ``stop`` (``think_s`` null: it only stays logged in). Then the process closes every
 connection and prints ``done {json}``: queries, a latency histogram (``histogram.py``), errors by
-kind, and its own CPU seconds.
+kind (a query still unanswered 30 s after ``stop``: "unanswered"), and its own CPU seconds.
 
 The client is an ``asyncio.Protocol`` over uvloop with the proxy's own sans-IO wire layer (login
 state machine, response tracker): a few tens of µs of CPU per query, so that one process holds
@@ -50,6 +50,8 @@ CAPABILITIES = (
 # Longer than the proxy's borrow timeout (120 s): a login starved of a backend reports the
 # proxy's error, not ours; and a hung one does not hang the benchmark.
 LOGIN_TIMEOUT_S = 180.0
+# How long the queries in flight at "stop" may take to be answered.
+STOP_GRACE_S = 30.0
 COM_QUIT_PACKET = b"\x01\x00\x00\x00" + commands.com_quit()
 
 
@@ -248,7 +250,14 @@ async def run_until_stop(
         worker.is_stopping = True
         if not worker.is_querying:
             task.cancel()  # it is thinking: no query is cut short
-    await asyncio.gather(*tasks, return_exceptions=True)
+    if not tasks:
+        return
+    # A query still unanswered after the grace is an error of its own kind, not a hang.
+    _, unanswered = await asyncio.wait(tasks, timeout=STOP_GRACE_S)
+    for task in unanswered:
+        task.cancel()
+    if unanswered:
+        tally.query_errors["unanswered"] += len(unanswered)
 
 
 def done_report(tally: Tally, elapsed_s: float) -> dict[str, Any]:
