@@ -171,6 +171,11 @@ class Multiplexer:
         except LeaseRefused as refused:
             self._on_failure(refused.error)
             return
+        except Exception:
+            # A bug below must not leave the client waiting forever for its answer.
+            self._context.log.exception("lease for %s failed unexpectedly", self._db_user)
+            self._on_failure(mysql_errors.backend_unavailable(self._endpoint.name))
+            return
         finally:
             self._is_leasing = False
         relay = self.relay
