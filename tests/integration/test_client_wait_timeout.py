@@ -4,10 +4,10 @@
 MariaDB closes a connection that stays idle past its session's ``wait_timeout``. Through the
 proxy in transaction mode the client's session holds no backend while idle: the proxy carries
 the value to each backend that runs the client's statements (so ``SELECT @@wait_timeout``
-answers right), where it ends idle pooled backends, not the client. The client's session ends
-only at the proxy's ``idle_client_timeout_s``. A pooling proxy can honour it (ProxySQL closes
-the client at its own ``wait_timeout``); tenantproxy does not yet: the test states what MariaDB
-does, and is expected to fail until the proxy does the same.
+answers right), where it would end idle pooled backends, not the client, whose session would end
+only at the proxy's ``idle_client_timeout_s``. So the proxy ends an idle session itself once it
+has been idle past the wait_timeout the client's session has (as ProxySQL does), as MariaDB
+would: closed without a word.
 """
 
 from __future__ import annotations
@@ -64,10 +64,6 @@ def test_mariadb_itself_closes_a_connection_idle_past_its_wait_timeout(stack):
         connection.close()
 
 
-@pytest.mark.xfail(
-    reason="issue 9: the client's wait_timeout ends pooled backends, not its idle session",
-    strict=True,
-)
 def test_a_client_idle_past_its_wait_timeout_is_closed_in_transaction_mode(stack, proxy):
     connection = connect(stack, proxy.endpoint("read_write"))
     try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import math
 import ssl
 import time
 from typing import TYPE_CHECKING, Any, cast
@@ -364,6 +365,18 @@ class ClientSession(asyncio.Protocol):
 
     def close_for_idleness(self) -> None:
         self.send_error_and_close(mysql_errors.IDLE_TIMEOUT, sequence_id=0)
+
+    @property
+    def own_wait_timeout_s(self) -> float:
+        """The client's session wait_timeout, in transaction mode, where no backend of its own
+        is there to end it when idle (in session mode its backend's server does); inf when
+        none applies."""
+        multiplexer = self._multiplexer
+        value = multiplexer.state.wanted.variables.get("wait_timeout") if multiplexer else None
+        try:
+            return float(value) if value else math.inf
+        except ValueError:
+            return math.inf
 
     @property
     def is_idle(self) -> bool:

@@ -269,8 +269,14 @@ class ProxyServer:
             except TimeoutError:
                 now = time.monotonic()
                 for session in list(self.context.sessions.values()):
-                    if session.is_idle and now - session.last_activity > timeout_s:
+                    if not session.is_idle:
+                        continue
+                    idle_s = now - session.last_activity
+                    if idle_s > timeout_s:
                         session.close_for_idleness()
+                    elif idle_s > session.own_wait_timeout_s:
+                        # As MariaDB ends a connection idle past its wait_timeout: no word.
+                        session.close_now()
 
     async def _shut_down(self, grace_s: float) -> None:
         for listener in self._listeners:
