@@ -50,7 +50,7 @@ _METRICS_TIMEOUT_S = 5.0
 class _Worker:
     index: int
     pid: int
-    link: Link
+    link: Link = field(init=False)  # set right after: its first messages may come at once
     is_ready: asyncio.Event = field(default_factory=asyncio.Event)
     addresses: Addresses = field(default_factory=dict)
     tenant_clients: Counter[str] = field(default_factory=Counter)
@@ -79,9 +79,11 @@ class Coordinator:
         self, workers: list[tuple[int, socket.socket]], announce: Callable[[Addresses], None]
     ) -> int:
         """Until every worker has exited; the exit status (0: all drained after a SIGTERM)."""
-        for index, (pid, sock) in enumerate(workers):
-            link = await Link.over(sock, self._handlers(index), self._log)
-            self._workers.append(_Worker(index, pid, link))
+        # Every worker is known before any link reads: a worker that fails at once (a setting
+        # it cannot use) may say so before the coordinator has its link.
+        self._workers = [_Worker(index, pid) for index, (pid, _) in enumerate(workers)]
+        for worker, (_, sock) in zip(self._workers, workers, strict=True):
+            worker.link = await Link.over(sock, self._handlers(worker.index), self._log)
         reading = [asyncio.create_task(w.link.run()) for w in self._workers]
         for worker, task in zip(self._workers, reading, strict=True):
             task.add_done_callback(functools.partial(self._lost, worker.index))
